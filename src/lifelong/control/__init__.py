@@ -1,0 +1,1 @@
+"""The controls: ledger, gate, governor, triggers, budgets, resets and monitors."""
