@@ -8,6 +8,7 @@ from lifelong.core.errors import (
     InvalidChangeError,
     LifelongError,
     NotALedgerError,
+    DataInputError,
     VersionNotFoundError,
 )
 from lifelong.core.scopes import Scope
@@ -20,6 +21,7 @@ __all__ = [
     "BudgetError",
     "Change",
     "ChangeKind",
+    "DataInputError",
     "Cost",
     "GateInputError",
     "InvalidChangeError",

@@ -42,3 +42,7 @@ class BudgetError(LifelongError, ValueError):
 
 class GateInputError(LifelongError, ValueError):
     """Scores given to the gate are not paired, empty, or not numbers."""
+
+
+class DataInputError(LifelongError, ValueError):
+    """Data handed to lifelong has the wrong shape, range or type."""

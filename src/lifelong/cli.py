@@ -1,0 +1,311 @@
+"""The ``lifelong`` command: run the demo and benchmarks, and read, compare and undo the ledger.
+
+Every ledger command reads ``--ledger`` (default: ``$LIFELONG_LEDGER``, else the demo's
+``runs/demo/ledger.db``), so right after ``make demo`` you can run ``lifelong log``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lifelong.core.errors import LifelongError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=(
+        "lifelong: models that keep learning after deployment, under controls.\n\n"
+        "Learners propose changes, the governor decides (triggers, budgets, a statistical gate, monitors), "
+        "and the ledger records every version, verdict and rollback. Start with `lifelong demo`, then "
+        "`lifelong log` to read what happened."
+    ),
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_LEDGER = "runs/demo/ledger.db"
+LedgerOption = Annotated[
+    str,
+    typer.Option(
+        "--ledger",
+        "-l",
+        envvar="LIFELONG_LEDGER",
+        help="Path of the ledger file (SQLite). Defaults to the one `lifelong demo` writes.",
+    ),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables; for scripts.")]
+
+# name -> (module, one-line description); each module has run(out_dir, quick=..., quiet=...)
+BENCHMARKS = {
+    "ttt-digits": ("lifelong.bench.ttt_digits", "test-time adaptation (TTT, Tent, EATA, SAR) on corrupted digits"),
+}
+
+
+def _open(ledger: str):  # type: ignore[no-untyped-def]
+    from lifelong.control.ledger import Ledger
+
+    return Ledger.open(ledger, create=False)
+
+
+def _fail(err: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {err}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the ledger, the report and the summary.")] = Path("runs/demo"),
+    quick: Annotated[bool, typer.Option(help="A short stream (for smoke tests).")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Run the main job: a digit classifier adapting to a shifting stream, under the governor.
+
+    Writes OUT/ledger.db, OUT/report.html and OUT/summary.json, then prints what the ledger recorded.
+    Offline; a few minutes on 2 cores.
+    """
+    from lifelong.demo import DemoConfig, run_demo
+
+    try:
+        summary = run_demo(out, DemoConfig.quick() if quick else DemoConfig(), quiet=quiet)
+    except LifelongError as err:
+        _fail(err)
+        return
+    if quiet:
+        print(json.dumps({k: summary[k] for k in ("accuracy_on_shifted_segments", "report", "ledger")}))
+        return
+    acc = summary["accuracy_on_shifted_segments"]
+    console.print()
+    console.print("[bold]Accuracy on the shifted parts of the stream[/]")
+    for k, v in acc.items():
+        console.print(f"  {k.replace('_', ' '):<24} {100 * v:5.1f}%")
+    console.print(
+        f"\n{len(summary['triggers'])} drift triggers, {len(summary['promotions'])} promotions "
+        f"({sum(p['accepted'] for p in summary['promotions'])} accepted), {len(summary['rollbacks'])} rollbacks."
+    )
+    _print_log(summary["ledger"], ref=None, limit=25, types=None)
+    console.print(f"\nReport: [bold]{summary['report']}[/]")
+    console.print(f"Read the ledger: [bold]lifelong log --ledger {summary['ledger']}[/]   (show, diff, rollback too)")
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help="Benchmark to run; `lifelong bench list` lists them.")],
+    out: Annotated[Path, typer.Option(help="Where NAME.md, NAME.json and plots go.")] = Path("docs/results"),
+    quick: Annotated[bool, typer.Option(help="A tiny configuration that only checks the pipeline runs.")] = False,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    quiet: QuietOption = False,
+) -> None:
+    """Run a benchmark: measure a claim on real data and write its results table and plots."""
+    if name == "list":
+        for key, (_, desc) in BENCHMARKS.items():
+            console.print(f"[bold]{key}[/]  {desc}")
+        return
+    if name not in BENCHMARKS:
+        _fail(LifelongError(f"unknown benchmark {name!r}; available: {', '.join(BENCHMARKS)}"))
+    module = importlib.import_module(BENCHMARKS[name][0])
+    seed_tuple = tuple(int(s) for s in seeds.split(",") if s.strip())
+    result = module.run(out, seeds=seed_tuple, quick=quick, quiet=quiet)
+    targets = result["targets"]
+    if quiet:
+        print(json.dumps(targets))
+        return
+    table = Table(title=f"{name}: targets")
+    for col in ("target", "measured", "required", "status"):
+        table.add_column(col)
+    for t in targets:
+        measured = "n/a" if t["measured"] is None else f"{t['measured']:.4g}"
+        table.add_row(t["name"], measured, f"{t['comparison']} {t['target']}", "[green]met[/]" if t["met"] else "[red]missed[/]")
+    console.print(table)
+    console.print(f"Results: {out / (name + '.md')}")
+
+
+def _print_log(ledger: str, ref: str | None, limit: int, types: list[str] | None) -> None:
+    with _open(ledger) as led:
+        events = led.log(ref=ref, limit=limit, types=types)
+    table = Table(title=f"ledger {ledger}" + (f" (ref {ref})" if ref else ""), show_lines=False)
+    for col in ("#", "time", "event", "ref", "version", "actor", "message"):
+        table.add_column(col, overflow="fold")
+    colours = {"commit": "green", "reject": "red", "rollback": "yellow", "trigger": "magenta", "reset": "cyan", "alarm": "red"}
+    for e in events:
+        c = colours.get(e.type, "white")
+        table.add_row(
+            str(e.seq),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at)),
+            f"[{c}]{e.type}[/]",
+            e.ref or "",
+            (e.to_version or "")[:12],
+            e.actor,
+            e.message,
+        )
+    console.print(table)
+
+
+@app.command()
+def log(
+    ledger: LedgerOption = DEFAULT_LEDGER,
+    ref: Annotated[str | None, typer.Option(help="Only events of this ref (e.g. digits/global).")] = None,
+    limit: Annotated[int, typer.Option(help="How many events, newest first.")] = 50,
+    type: Annotated[list[str] | None, typer.Option("--type", help="Only these event types (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+) -> None:
+    """List the history: commits, rejections, rollbacks, triggers, resets and alarms, newest first."""
+    try:
+        if as_json:
+            with _open(ledger) as led:
+                for e in led.log(ref=ref, limit=limit, types=type):
+                    print(json.dumps(e.to_dict()))
+            return
+        _print_log(ledger, ref, limit, type)
+    except LifelongError as err:
+        _fail(err)
+
+
+@app.command()
+def show(
+    version: Annotated[str, typer.Argument(help="A version id, a unique prefix of one, or a ref name.")],
+    ledger: LedgerOption = DEFAULT_LEDGER,
+) -> None:
+    """Show one version: its artifacts, which refs point at it, and the change and verdict that made it."""
+    try:
+        with _open(ledger) as led:
+            v = led.resolve(version)
+            refs = [name for name, vid in led.refs().items() if vid == v.id]
+            console.print(f"[bold]version {v.id}[/]")
+            if refs:
+                console.print(f"live as: {', '.join(refs)}")
+            if v.created_at:
+                console.print(f"created: {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(v.created_at))}")
+            if v.meta:
+                console.print(f"meta: {json.dumps(dict(v.meta))}")
+            table = Table(title="artifacts")
+            for col in ("name", "type", "blob"):
+                table.add_column(col)
+            for name, ref in sorted(v.manifest.items()):
+                table.add_row(name, ref.media_type.split("/")[-1], ref.hash[:12])
+            console.print(table)
+            for ch in led.changes_producing(v.id):
+                console.print(
+                    f"\n[bold]change {ch.id[:12]}[/] by {ch.learner} ({ch.kind}, {ch.scope} scope) on {ch.ref}, "
+                    f"base {str(ch.base_version)[:12]}; cost {ch.cost}"
+                )
+                for vid, verdict in led.verdicts_for_change(ch.id):
+                    colour = "green" if verdict.accepted else "red"
+                    console.print(f"  verdict {vid[:12]}: [{colour}]{verdict.summary()}[/]")
+                    for c in verdict.canaries:
+                        console.print(
+                            f"    canary {c.name}: {c.champion_mean:.3f} -> {c.candidate_mean:.3f} "
+                            f"({'held' if c.passed else 'regressed'}, n={c.n})"
+                        )
+    except LifelongError as err:
+        _fail(err)
+
+
+@app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help="The older version (id, prefix or ref).")],
+    b: Annotated[str, typer.Argument(help="The newer version (id, prefix or ref).")],
+    ledger: LedgerOption = DEFAULT_LEDGER,
+    all_: Annotated[bool, typer.Option("--all", help="Also list artifacts that did not change.")] = False,
+) -> None:
+    """Compare two versions artifact by artifact: which tensors changed and by how much (L2 norm of the
+    difference, relative to the old norm, largest element change); which records changed."""
+    try:
+        with _open(ledger) as led:
+            rows = led.diff(a, b)
+    except LifelongError as err:
+        _fail(err)
+        return
+    table = Table(title=f"diff {a} -> {b}")
+    for col in ("artifact", "status", "L2 change", "relative", "max |change|", "detail"):
+        table.add_column(col)
+    shown = 0
+    for r in rows:
+        if r.status == "same" and not all_:
+            continue
+        shown += 1
+        fmt = lambda v: "" if v is None else f"{v:.4g}"  # noqa: E731
+        table.add_row(r.name, r.status, fmt(r.l2), fmt(r.relative), fmt(r.max_abs), r.detail)
+    console.print(table)
+    same = sum(r.status == "same" for r in rows)
+    console.print(f"{shown if not all_ else len(rows) - same} changed, {same} unchanged")
+
+
+@app.command()
+def rollback(
+    version: Annotated[str | None, typer.Argument(help="Version to return to; default: the one before the last move.")] = None,
+    ref: Annotated[str | None, typer.Option(help="The ref to move; needed when the ledger has several.")] = None,
+    reason: Annotated[str, typer.Option(help="Why; recorded in the ledger.")] = "manual rollback",
+    ledger: LedgerOption = DEFAULT_LEDGER,
+) -> None:
+    """Point a ref back at an earlier version. Only versions the ref has been at are allowed; the move is
+    recorded with its reason, and the tensors restored are bit-identical to those committed."""
+    try:
+        with _open(ledger) as led:
+            refs = led.refs()
+            if ref is None:
+                if len(refs) != 1:
+                    raise LifelongError(f"this ledger has refs {sorted(refs)}; say which with --ref")
+                ref = next(iter(refs))
+            before = led.head(ref)
+            after = led.rollback(ref, version, reason=reason, actor=os.environ.get("USER", "cli"))
+        console.print(f"{ref}: {before.short_id} -> [bold]{after.short_id}[/] ({reason})")
+    except LifelongError as err:
+        _fail(err)
+
+
+@app.command()
+def checkout(
+    version: Annotated[str, typer.Argument(help="Version id, prefix or ref.")],
+    out: Annotated[Path, typer.Option(help="Where to write the tensors (.safetensors).")],
+    ledger: LedgerOption = DEFAULT_LEDGER,
+) -> None:
+    """Write a version's tensors to a safetensors file, verified against their content hashes."""
+    from safetensors.torch import save_file
+
+    try:
+        with _open(ledger) as led:
+            tensors = led.checkout(version)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(out))
+        console.print(f"wrote {len(tensors)} tensors to {out}")
+    except LifelongError as err:
+        _fail(err)
+
+
+@app.command()
+def verify(ledger: LedgerOption = DEFAULT_LEDGER) -> None:
+    """Check the whole ledger: every blob against its hash, every version's blobs, every ref's target."""
+    try:
+        with _open(ledger) as led:
+            problems = led.verify()
+            counts = led.stats()
+    except LifelongError as err:
+        _fail(err)
+        return
+    if problems:
+        for p in problems:
+            err_console.print(f"[red]{p}[/]")
+        raise typer.Exit(1)
+    console.print(f"ledger ok: {counts}")
+
+
+def main() -> None:
+    """Entry point of the ``lifelong`` script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Model backends and small reference models."""
