@@ -168,6 +168,27 @@ def tune(ctx: Context, names: list[str], progress: Progress, quick: bool) -> dic
     return scores
 
 
+def gradient_alignment(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, n: int = 100) -> float:
+    """Mean cosine, over images, between the gradients of the rotation loss and of the classification
+    loss with respect to the shared encoder (the diagnostic of Sun et al.'s ``show_grad.py``: TTT can
+    only help where following the rotation gradient also moves the classifier the right way)."""
+    from lifelong.models.vision import rotate_batch
+
+    params = [p for name, p in model.named_parameters() if name.startswith("encoder.")]
+    cosines = []
+    for i in range(min(n, len(y))):
+        xi = torch.from_numpy(x[i : i + 1]).repeat(4, 1, 1)
+        rot = torch.arange(4)
+        ss = torch.nn.functional.cross_entropy(model.rotation_logits(rotate_batch(xi, rot)), rot)
+        g_ss = torch.autograd.grad(ss, params)
+        ce = torch.nn.functional.cross_entropy(model(torch.from_numpy(x[i : i + 1])), torch.from_numpy(y[i : i + 1]))
+        g_ce = torch.autograd.grad(ce, params)
+        a = torch.cat([g.flatten() for g in g_ss])
+        b = torch.cat([g.flatten() for g in g_ce])
+        cosines.append(float(torch.nn.functional.cosine_similarity(a, b, dim=0)))
+    return float(np.mean(cosines))
+
+
 def run(out_dir: str | Path = "docs/results", *, seeds: tuple[int, ...] = (0, 1, 2), quick: bool = False,
         quiet: bool | None = None, threads: int | None = 2) -> dict[str, Any]:
     """Run the benchmark and write NAME.md, NAME.json and plots into ``out_dir``."""
@@ -255,11 +276,14 @@ def run(out_dir: str | Path = "docs/results", *, seeds: tuple[int, ...] = (0, 1,
                     long_curves[label] = curve
                 progress.advance(task)
             long_acc[label] = vals
+        alignment = {k: float(np.mean([gradient_alignment(models[(s, "gn")], *corrupted_stream(data, k, 5, s))
+                                       for s in seeds])) for k in kinds}
         ledger_stats = ledger.stats()
         reset_events = len(ledger.log(types=["reset"]))
         ledger.close()
 
     result = summarise(acc, ttt_source, clean, failures, long_acc, kinds, severities, seeds)
+    result["gradient_alignment"] = alignment
     targets = make_targets(result)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -384,6 +408,20 @@ def make_plots(r: dict[str, Any], curves: dict[str, list[float]], out: Path, kin
     fig.tight_layout()
     fig.savefig(out / files["long"], dpi=120)
     plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    cos = [r["gradient_alignment"][k] for k in kinds]
+    gain = [100 * (r["severity5_by_corruption"]["ttt-online"][k] - r["severity5_by_corruption"]["source-gn"][k]) for k in kinds]
+    ax.scatter(cos, gain)
+    for c, g, k in zip(cos, gain, kinds, strict=True):
+        ax.annotate(k, (c, g), fontsize=6)
+    ax.axhline(0, color="#999", linewidth=0.8)
+    ax.set_xlabel("cosine(rotation-loss gradient, classification-loss gradient) on the encoder")
+    ax.set_ylabel("TTT-Online gain over source (points)")
+    files["alignment"] = f"{NAME}-gradient-alignment.png"
+    fig.tight_layout()
+    fig.savefig(out / files["alignment"], dpi=120)
+    plt.close(fig)
     return files
 
 
@@ -426,7 +464,20 @@ def render_markdown(r, config, plots, targets, ledger_stats, reset_events) -> st
     ]
     for name, row in r["severity5_by_corruption"].items():
         lines.append(f"| {name} | " + " | ".join(_pct(row[k]) for k in kinds) + f" | {_pct(np.mean(list(row.values())))} |")
-    lines += ["", f"![severity 5 by corruption]({plots['corruptions']})", "", "## Failure cases (severity 5)", ""]
+    lines += ["", f"![severity 5 by corruption]({plots['corruptions']})", ""]
+    align = r["gradient_alignment"]
+    lines += [
+        "## Why rotation TTT does or does not help here",
+        "",
+        "Sun et al. show TTT helps when the self-supervised gradient is aligned with the classification "
+        "gradient on the shared encoder. Mean cosine between the two (100 images per corruption and seed, "
+        "severity 5): " + ", ".join(f"{k} {v:+.2f}" for k, v in align.items()) + ".",
+        "",
+        f"![gradient alignment]({plots['alignment']})",
+        "",
+        "## Failure cases (severity 5)",
+        "",
+    ]
     for setting, table in r["failures"].items():
         lines += [f"### {setting}", "", "| method | " + " | ".join(kinds) + " | mean |", "|---|" + "---|" * (len(kinds) + 1)]
         for name, row in table.items():

@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
-from scipy import stats
 
 from lifelong.core.errors import GateInputError
 
@@ -84,15 +85,21 @@ def mcnemar_exact(b: int, c: int, alternative: str = "greater", mid_p: bool = Fa
     n = b + c
     if n == 0:
         return 1.0
+    # Exact binomial tails in integer arithmetic: no rounding for any n a suite can have.
+    total = 2**n
+
+    def upper(k: int) -> float:  # P(X >= k)
+        return sum(math.comb(n, i) for i in range(k, n + 1)) / total
+
+    def point(k: int) -> float:
+        return math.comb(n, k) / total
+
     if alternative == "greater":
-        tail = stats.binom.sf(c - 1, n, 0.5)  # P(X >= c)
-        point = stats.binom.pmf(c, n, 0.5)
-        p = tail - 0.5 * point if mid_p else tail
+        p = upper(c) - 0.5 * point(c) if mid_p else upper(c)
     elif alternative == "two-sided":
         k = min(b, c)
-        tail = stats.binom.cdf(k, n, 0.5)
-        point = stats.binom.pmf(k, n, 0.5)
-        p = 2.0 * (tail - 0.5 * point) if mid_p else 2.0 * tail
+        lower = sum(math.comb(n, i) for i in range(0, k + 1)) / total  # P(X <= k), no cancellation
+        p = 2.0 * (lower - 0.5 * point(k)) if mid_p else 2.0 * lower
     else:
         raise GateInputError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}")
     return float(min(1.0, max(0.0, p)))

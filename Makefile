@@ -1,0 +1,35 @@
+# Two commands: `make demo` and `make test`. Both set everything up first (idempotent, quick when done).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch lies on this machine's disk; asking for it first keeps pip from pulling a
+# multi-GB CUDA build when other packages ask for torch. On a GPU machine: make TORCH_SPEC=torch
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test setup lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[all,dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/lifelong demo
+
+test: setup
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --doctest-modules src/lifelong tests
+
+lint: setup
+	$(BIN)/ruff check src tests
+
+# Run one benchmark: make bench NAME=ttt-digits
+bench: setup
+	$(BIN)/lifelong bench $(NAME)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
