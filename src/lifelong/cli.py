@@ -48,6 +48,9 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 # name -> (module, one-line description); each module has run(out_dir, quick=..., quiet=...)
 BENCHMARKS = {
     "ttt-digits": ("lifelong.bench.ttt_digits", "test-time adaptation (TTT, Tent, EATA, SAR) on corrupted digits"),
+    "ttt-layers": ("lifelong.bench.ttt_layers", "TTT-Linear / TTT-MLP against attention on recall and real text"),
+    "meta-init": ("lifelong.bench.meta_init", "meta-learned initialisations: TTT-E2E at tiny scale and MAML on sinusoids"),
+    "forgetting": ("lifelong.bench.forgetting", "EWC, weight interpolation and replay on permuted and split digits"),
 }
 
 
