@@ -105,7 +105,7 @@ def bench(
     name: Annotated[str, typer.Argument(help="Benchmark to run; `lifelong bench list` lists them.")],
     out: Annotated[Path, typer.Option(help="Where NAME.md, NAME.json and plots go.")] = Path("docs/results"),
     quick: Annotated[bool, typer.Option(help="A tiny configuration that only checks the pipeline runs.")] = False,
-    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the benchmark's own).")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run a benchmark: measure a claim on real data and write its results table and plots."""
@@ -116,8 +116,8 @@ def bench(
     if name not in BENCHMARKS:
         _fail(LifelongError(f"unknown benchmark {name!r}; available: {', '.join(BENCHMARKS)}"))
     module = importlib.import_module(BENCHMARKS[name][0])
-    seed_tuple = tuple(int(s) for s in seeds.split(",") if s.strip())
-    result = module.run(out, seeds=seed_tuple, quick=quick, quiet=quiet)
+    kwargs = {} if seeds is None else {"seeds": tuple(int(s) for s in seeds.split(",") if s.strip())}
+    result = module.run(out, quick=quick, quiet=quiet, **kwargs)
     targets = result["targets"]
     if quiet:
         print(json.dumps(targets))
