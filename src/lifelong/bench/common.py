@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -48,6 +49,8 @@ class Target:
         """Evaluate ``measured <comparison> target``; a missing measurement is never met."""
         if comparison not in _COMPARATORS:
             raise ValueError(f"comparison must be one of {sorted(_COMPARATORS)}, got {comparison!r}")
+        if measured is not None and not math.isfinite(measured):
+            measured = None  # JSON has no NaN; an undefined measurement is reported as missing, never met
         met = measured is not None and bool(_COMPARATORS[comparison](measured, target))
         return cls(name, measured, target, comparison, met, note)
 

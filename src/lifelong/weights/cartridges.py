@@ -241,25 +241,31 @@ def train_cartridge(lm: CausalLM, cartridge: Cartridge, samples: list[SelfStudyS
     """Context distillation with Adam over the cartridge's keys and values (the model stays frozen)."""
     if not samples:
         raise DataInputError("no self-study samples to train on; call make_self_study first")
+    report = TrainReport()
+    # The model is frozen for the duration (its own trainable flags, e.g. a reader's adapter, come back after).
+    flags = {n: p.requires_grad for n, p in lm.model.named_parameters()}
     for p in lm.model.parameters():
         p.requires_grad_(False)
-    cartridge.to(lm.device)
-    opt = torch.optim.Adam(cartridge.trainable(), lr=lr)
-    targets = [teacher_targets(lm, s, top_k) for s in samples]
-    order = random.Random(seed)
-    report = TrainReport()
-    start = time.perf_counter()
-    for step in range(steps):
-        i = order.randrange(len(samples))
-        loss = distillation_loss(lm, cartridge, samples[i], targets[i])
-        opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            raise CartridgeError(f"distillation loss became {float(loss)} at step {step}; lower the learning rate")
-        loss.backward()
-        opt.step()
-        report.losses.append(float(loss.detach()))
-        report.steps += 1
-        if progress is not None:
-            progress(step)
+    try:
+        cartridge.to(lm.device)
+        opt = torch.optim.Adam(cartridge.trainable(), lr=lr)
+        targets = [teacher_targets(lm, s, top_k) for s in samples]
+        order = random.Random(seed)
+        start = time.perf_counter()
+        for step in range(steps):
+            i = order.randrange(len(samples))
+            loss = distillation_loss(lm, cartridge, samples[i], targets[i])
+            opt.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                raise CartridgeError(f"distillation loss became {float(loss)} at step {step}; lower the learning rate")
+            loss.backward()
+            opt.step()
+            report.losses.append(float(loss.detach()))
+            report.steps += 1
+            if progress is not None:
+                progress(step)
+    finally:
+        for n, p in lm.model.named_parameters():
+            p.requires_grad_(flags[n])
     report.seconds = time.perf_counter() - start
     return report
