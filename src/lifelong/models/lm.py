@@ -185,7 +185,6 @@ class CausalLM:
         return float(self.token_nll(ctx + target, start=len(ctx)).mean())
 
     # ------------------------------------------------------------------ generation
-    @torch.no_grad()
     def generate(self, prompt: str, *, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int = 0, chat: bool | None = None, stop: Sequence[str] = ()) -> Generation:
         """Sample (temperature > 0) or decode greedily; returns text, ids and per-token log-probs."""
@@ -195,9 +194,16 @@ class CausalLM:
             ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
         else:
             ids = self.encode(prompt)
+        return self.generate_ids(ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                 seed=seed, stop=stop)
+
+    @torch.no_grad()
+    def generate_ids(self, ids: Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,
+                     top_p: float = 1.0, seed: int = 0, stop: Sequence[str] = ()) -> Generation:
+        """Continue a token sequence; stops at EOS, at ``max_new_tokens`` or when a stop string appears."""
         gen = torch.Generator(device="cpu").manual_seed(seed)
         past = None
-        x = torch.tensor([ids], device=self.device)
+        x = torch.tensor([list(ids)], device=self.device)
         out_ids: list[int] = []
         logprobs: list[float] = []
         eos = self.tokenizer.eos_token_id
