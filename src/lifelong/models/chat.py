@@ -102,9 +102,7 @@ class LocalChat:
         """Generate a reply to the conversation."""
         template = getattr(self.lm.tokenizer, "chat_template", None)
         if self.lm.chat and template:
-            ids = self.lm.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True)
-            prompt_ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
-            gen = self.lm.generate_ids(prompt_ids, max_new_tokens=max_tokens, temperature=temperature,
+            gen = self.lm.generate_ids(self.lm.chat_ids(messages), max_new_tokens=max_tokens, temperature=temperature,
                                        seed=seed or 0, stop=stop)
         else:
             transcript = "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"

@@ -163,6 +163,8 @@ class CausalLM:
 
         ``past`` is an optional key/value cache the ids continue (a cartridge, or earlier context).
         """
+        if start < 1:
+            raise ValueError("start must be >= 1: token 0 has no preceding token to be predicted from")
         t = torch.as_tensor(ids, dtype=torch.long, device=self.device).view(1, -1)
         if t.shape[1] < 2 and past is None:
             raise DataInputError("scoring needs at least two tokens (one to condition on, one to predict)")
@@ -182,7 +184,8 @@ class CausalLM:
         if window is not None:
             ctx = ctx[:1] + ctx[1:][-window:] if self.add_bos else ctx[-window:]
         target = self.encode(text, add_bos=False)
-        return float(self.token_nll(ctx + target, start=len(ctx)).mean())
+        # With no context and no BOS token the first token has nothing to be predicted from.
+        return float(self.token_nll(ctx + target, start=max(len(ctx), 1)).mean())
 
     # ------------------------------------------------------------------ generation
     def generate(self, prompt: str, *, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
@@ -190,12 +193,17 @@ class CausalLM:
         """Sample (temperature > 0) or decode greedily; returns text, ids and per-token log-probs."""
         use_chat = self.chat if chat is None else chat
         if use_chat and getattr(self.tokenizer, "chat_template", None):
-            ids = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
-            ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
+            ids = self.chat_ids([{"role": "user", "content": prompt}])
         else:
             ids = self.encode(prompt)
         return self.generate_ids(ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                  seed=seed, stop=stop)
+
+    def chat_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of a conversation in the model's chat template, ready for the assistant's turn."""
+        ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True,
+                                                 return_dict=False)
+        return [int(i) for i in ids]
 
     @torch.no_grad()
     def generate_ids(self, ids: Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,

@@ -170,12 +170,12 @@ class Reader:
             raise DataInputError("the continuation to score is empty or whitespace")
         ctx = self.context_ids(window)
         target = self.lm.encode(continuation, add_bos=False)
-        return float(self.lm.token_nll(ctx + target, start=len(ctx)).mean())
+        return float(self.lm.token_nll(ctx + target, start=max(len(ctx), 1)).mean())
 
     def score_ids(self, target: list[int], window: int | None = None) -> torch.Tensor:
         """Per-token NLL of token ids that continue what was read."""
         ctx = self.context_ids(window)
-        return self.lm.token_nll(ctx + list(target), start=len(ctx))
+        return self.lm.token_nll(ctx + list(target), start=max(len(ctx), 1))
 
     def generate(self, prompt: str, **kwargs: Any) -> Generation:
         """Generate with the adapted weights (the prompt is the only context)."""
