@@ -50,6 +50,10 @@ BENCHMARKS = {
     "ttt-digits": ("lifelong.bench.ttt_digits", "test-time adaptation (TTT, Tent, EATA, SAR) on corrupted digits"),
     "ttt-layers": ("lifelong.bench.ttt_layers", "TTT-Linear / TTT-MLP against attention on recall and real text"),
     "meta-init": ("lifelong.bench.meta_init", "meta-learned initialisations: TTT-E2E at tiny scale and MAML on sinusoids"),
+    "discover": ("lifelong.bench.discover", "TTT-Discover vs evolution vs best-of-N on LABS at equal evaluator budget"),
+    "loop-scale": ("lifelong.bench.loop_scale", "rollouts and verification per second: local vs Ray, 1 and 2 workers"),
+    "self-improve": ("lifelong.bench.self_improve", "STaR and ReST-EM on multi-digit addition, gated every round"),
+    "lm-read": ("lifelong.bench.lm_read", "reading TTT and Cartridges against long context on Python's documentation"),
     "forgetting": ("lifelong.bench.forgetting", "EWC, weight interpolation and replay on permuted and split digits"),
 }
 

@@ -46,7 +46,10 @@ if TYPE_CHECKING:
 # What no learner may change: the things that judge it. A self-modifying agent once deleted its own
 # hallucination detector's logs to score perfectly (Darwin Godel Machine); these globs are matched
 # against every artifact name a change touches.
-DEFAULT_PROTECTED = ("verifier*", "verifiers/*", "eval*", "evaluation/*", "ledger*", "log*", "logging/*", "monitor*")
+# Each glob also appears in a nested form, since scaffold changes name files anywhere in a tree
+# ("*/log*" matches "agent/logging.py" and "agent/logs/x", not "agent/dialog").
+_PROTECTED_WORDS = ("verifier*", "verifiers/*", "eval*", "evaluation/*", "ledger*", "log*", "logging/*", "monitor*")
+DEFAULT_PROTECTED = _PROTECTED_WORDS + tuple(f"*/{g}" for g in _PROTECTED_WORDS)
 
 
 class Governor:
