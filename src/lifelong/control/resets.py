@@ -95,9 +95,11 @@ class OnDrift:
 class EntropyFloor:
     """SAR-style recovery: EMA of the adaptation loss (entropy); reset when it drops below ``floor``.
 
-    >>> p = EntropyFloor(floor=0.2, momentum=0.9)
-    >>> [p.should_reset(step=i, stat=0.05) for i in range(1, 4)]
-    [True, False, False]
+    >>> p = EntropyFloor(floor=0.2, momentum=0.5)
+    >>> [p.should_reset(step=i, stat=s) for i, s in enumerate([1.0, 0.1, 0.1, 0.1, 0.1])]
+    [False, False, False, False, True]
+    >>> p.ema is None  # cleared, so the next reset needs a fresh run of low entropy
+    True
     """
 
     episodic = False
