@@ -8,9 +8,9 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test setup lint bench lm-data clean
+.PHONY: demo test setup lint bench lm-data browser clean
 
-setup: $(STAMP)
+setup: $(STAMP) browser
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ lint: setup
 # Run one benchmark: make bench NAME=ttt-digits
 bench: setup lm-data
 	$(BIN)/lifelong bench $(NAME)
+
+# Headless Chromium for the dashboard's browser tests (Playwright drives Debian's build: Playwright's own browser
+# download is not reachable offline). Installed only when missing; without it those tests skip and say why.
+browser:
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+	   (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) || \
+	   sudo apt-get install -y -q chromium) || \
+	  echo "WARNING: no Chromium could be installed; the dashboard's browser tests will be skipped"
 
 # English documentation that ships offline (Debian's python3.11-doc), read by `lifelong bench lm-read`.
 lm-data:

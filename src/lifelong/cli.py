@@ -55,6 +55,12 @@ BENCHMARKS = {
     "self-improve": ("lifelong.bench.self_improve", "STaR and ReST-EM on multi-digit addition, gated every round"),
     "lm-read": ("lifelong.bench.lm_read", "reading TTT and Cartridges against long context on Python's documentation"),
     "forgetting": ("lifelong.bench.forgetting", "EWC, weight interpolation and replay on permuted and split digits"),
+    "locomo": ("lifelong.bench.locomo", "LoCoMo long-term conversation memory: evidence recall@k and QA F1 (--data)"),
+    "memory-scale": ("lifelong.bench.memory_scale", "memory store add/search throughput and latency at 10k-1M items vs Chroma"),
+    "arc": ("lifelong.bench.arc", "task-level test-time training on ARC-AGI-1: init, TTT, leave-one-out + augmentation, voting"),
+    "context-collapse": ("lifelong.bench.context_collapse", "delta curation vs iterative rewriting: 150 specifics over 10 rounds"),
+    "rule-drift": ("lifelong.bench.rule_drift", "playbook vs no memory vs full history on a stream of drifting hidden rules"),
+    "service": ("lifelong.bench.service", "the HTTP service under 50 concurrent clients: latency, throughput, no lost feedback"),
 }
 
 
@@ -72,14 +78,53 @@ def _fail(err: Exception) -> None:
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the ledger, the report and the summary.")] = Path("runs/demo"),
-    quick: Annotated[bool, typer.Option(help="A short stream (for smoke tests).")] = False,
+    quick: Annotated[bool, typer.Option(help="A short digits stream (for smoke tests).")] = False,
+    digits_only: Annotated[bool, typer.Option("--digits-only", help="Only chapter 1: the digit classifier "
+                                              "adapting to a shifting stream.")] = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Run the main job: a digit classifier adapting to a shifting stream, under the governor.
+    """Run the main job: one system learning through every channel under the governor, on one ledger.
 
-    Writes OUT/ledger.db, OUT/report.html and OUT/summary.json, then prints what the ledger recorded.
+    Chapter 1: a digit classifier adapts to a shifting stream with Tent in a session scope (drift trigger,
+    resets, gated promotions). Chapters 2-5: a support assistant's memory learns from corrections (gated
+    per user), a self-improvement round is accepted on evidence, a harmful change is refused, and a live
+    regression is rolled back by the monitor. Writes OUT/ledger.db, OUT/report.html and OUT/summary.json,
+    then prints the claims, where the report is and how to open the dashboard on the run.
     Offline; a few minutes on 2 cores.
     """
+    if digits_only:
+        _demo_digits(out, quick, quiet)
+        return
+    from lifelong.story import StoryConfig, run_story
+
+    try:
+        summary = run_story(out, StoryConfig.quick() if quick else StoryConfig(), quiet=quiet)
+    except LifelongError as err:
+        _fail(err)
+        return
+    if quiet:
+        print(json.dumps({"claims": summary["claims"], "report": summary["report"], "ledger": summary["ledger"],
+                          "seconds": summary["seconds"], "cpu_seconds": summary["cpu_seconds"]}))
+        return
+    acc = summary["digits"]["accuracy_on_shifted_segments"]
+    console.print()
+    table = Table(title="What happened (each claim checked on this run)")
+    for col in ("chapter", "claim", "met", "detail"):
+        table.add_column(col, overflow="fold")
+    for c in summary["claims"]:
+        table.add_row(c["chapter"], c["claim"], "[green]yes[/]" if c["met"] else "[red]no[/]", c["detail"])
+    console.print(table)
+    console.print("Chapter 1, accuracy on the shifted parts of the stream: " + ", ".join(
+        f"{k.replace('_', ' ')} {100 * v:.1f}%" for k, v in acc.items()))
+    console.print(f"Chapters 2-5: answers came from a {summary['responder']}.")
+    console.print(f"\nTook {summary['seconds']:.0f} s ({summary['cpu_seconds']:.0f} CPU s).")
+    console.print(f"Report: [bold]{summary['report']}[/]")
+    console.print(f"Read the ledger: [bold]lifelong log --ledger {summary['ledger']}[/]   (show, diff, rollback too)")
+    console.print(f"Dashboard on this run: [bold]{summary['dashboard']}[/]\n"
+                  "  then open http://127.0.0.1:8000/dashboard and enter the key it prints for tenant demo.")
+
+
+def _demo_digits(out: Path, quick: bool, quiet: bool) -> None:
     from lifelong.demo import DemoConfig, run_demo
 
     try:
@@ -110,6 +155,8 @@ def bench(
     out: Annotated[Path, typer.Option(help="Where NAME.md, NAME.json and plots go.")] = Path("docs/results"),
     quick: Annotated[bool, typer.Option(help="A tiny configuration that only checks the pipeline runs.")] = False,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the benchmark's own).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Data file for benchmarks that read one (locomo: locomo10.json; "
+                                              "default $LIFELONG_LOCOMO).")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run a benchmark: measure a claim on real data and write its results table and plots."""
@@ -121,6 +168,8 @@ def bench(
         _fail(LifelongError(f"unknown benchmark {name!r}; available: {', '.join(BENCHMARKS)}"))
     module = importlib.import_module(BENCHMARKS[name][0])
     kwargs = {} if seeds is None else {"seeds": tuple(int(s) for s in seeds.split(",") if s.strip())}
+    if data is not None:
+        kwargs["data"] = data
     result = module.run(out, quick=quick, quiet=quiet, **kwargs)
     targets = result["targets"]
     if quiet:
@@ -304,6 +353,30 @@ def verify(ledger: LedgerOption = DEFAULT_LEDGER) -> None:
             err_console.print(f"[red]{p}[/]")
         raise typer.Exit(1)
     console.print(f"ledger ok: {counts}")
+
+
+@app.command()
+def serve(
+    data: Annotated[Path, typer.Option(help="Folder for ledger.db, memory.db and service.db.")] = Path("runs/service"),
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the service to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    backend: Annotated[str, typer.Option(help="Chat backend: embedded, openai, llamacpp or echo.")] = "embedded",
+    model: Annotated[str | None, typer.Option(help="Embedded model name, remote model name, or GGUF path.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Base URL of a remote OpenAI-compatible server.")] = None,
+    add_key: Annotated[list[str] | None, typer.Option("--add-key", help="Create an API key for TENANT and print it (repeatable).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds a backend may take before a request gets 504.")] = 60.0,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs) and an OpenAI-compatible /v1/chat/completions.
+
+    API keys are stored hashed; a new key is printed once. With no keys yet, one is made for tenant 'default'.
+    """
+    from lifelong.service.runner import serve_from_cli
+
+    try:
+        serve_from_cli(data, host=host, port=port, backend=backend, model=model, base_url=base_url,
+                       add_keys=add_key or [], timeout=timeout, echo=console.print)
+    except LifelongError as err:
+        _fail(err)
 
 
 def main() -> None:

@@ -107,7 +107,7 @@ def make_stream(cfg: DemoConfig, x: np.ndarray, y: np.ndarray) -> list[tuple[int
     out = []
     counter = 0
     for si, seg in enumerate(cfg.segments):
-        for b in range(seg.batches):
+        for _b in range(seg.batches):
             idx = rng.choice(len(y), size=cfg.batch_size, replace=False)
             xb = x[idx]
             if seg.corruption != "clean":
@@ -119,8 +119,13 @@ def make_stream(cfg: DemoConfig, x: np.ndarray, y: np.ndarray) -> list[tuple[int
 
 
 def run_demo(out_dir: str | Path = "runs/demo", cfg: DemoConfig | None = None, *, quiet: bool | None = None,
-             fresh: bool = True, threads: int | None = 2) -> dict[str, Any]:
-    """Run the demo; returns a summary (also written to ``out_dir/summary.json``)."""
+             fresh: bool = True, threads: int | None = 2, ref: str = REF, write_report: bool = True) -> dict[str, Any]:
+    """Run the demo; returns a summary (also written to ``out_dir/summary.json``).
+
+    ``ref`` names the ledger ref of the served model (the all-channel story, :mod:`lifelong.story`, puts it
+    under ``tenant/demo/`` so the service's dashboard shows it); ``write_report=False`` skips this
+    chapter's own HTML report and summary file (the story writes one report for all its chapters).
+    """
     cfg = cfg or DemoConfig()
     quiet = quiet_from_env(quiet)
     out = Path(out_dir)
@@ -136,7 +141,7 @@ def run_demo(out_dir: str | Path = "runs/demo", cfg: DemoConfig | None = None, *
         ledger = Ledger.open(out / "ledger.db")
         governor = Governor(
             ledger,
-            REF,
+            ref,
             gate=Gate(alpha=cfg.alpha, canary_tolerance=cfg.canary_tolerance, n_resamples=2000, seed=cfg.seed),
             budget=Budget(steps=1, lr=cfg.tent_lr, params=NORM_AFFINE),
             # Page-Hinkley on the batch's mean entropy, both directions; delta and threshold are in nats
@@ -222,7 +227,11 @@ def run_demo(out_dir: str | Path = "runs/demo", cfg: DemoConfig | None = None, *
                     served.scope.rebase()
             progress.advance(task)
         summary = summarise(cfg, log, ledger, out, started)
+        summary["ref"] = ref
         ledger.close()
+    if not write_report:
+        summary["report"] = None
+        return summary
     from lifelong.report import write_demo_report
 
     summary["report"] = str(write_demo_report(out / "report.html", cfg, log, summary))

@@ -105,6 +105,9 @@ class Settings:
     alphas: tuple[float, ...] = (0.3, 0.5, 0.7)  # the reference reproduction's grid; CLeWI's default 0.5
     gate_canary_tolerance: float = 0.05  # a merge may cost each old task <= 5 points of val accuracy
     gate_resamples: int = 1000
+    # Which EWC variants the grid runs. The four combinations cost four times one; the default keeps the
+    # paper's (true Fisher, one penalty per task) and the cheap common one (empirical Fisher, online).
+    ewc_variants: tuple[tuple[str, str], ...] = (("true", "separate"), ("empirical", "online"))
 
     @classmethod
     def quick(cls) -> Settings:
@@ -116,12 +119,11 @@ def methods(st: Settings) -> list[Method]:
     """Every configuration the benchmark runs.
 
     >>> [m.name for m in methods(Settings.quick())][:3]
-    ['finetune', 'ewc-true-separate', 'ewc-true-online']
+    ['finetune', 'ewc-true-separate', 'ewc-empirical-online']
     """
     out = [Method("finetune", "finetune")]
-    for fisher in ("true", "empirical"):
-        for mode in ("separate", "online"):
-            out.append(Method(f"ewc-{fisher}-{mode}", "ewc", st.lambdas, fisher=fisher, mode=mode))
+    for fisher, mode in st.ewc_variants:
+        out.append(Method(f"ewc-{fisher}-{mode}", "ewc", st.lambdas, fisher=fisher, mode=mode))
     out += [Method("interp-aligned", "interp", st.alphas, align=True),
             Method("interp-unaligned", "interp", st.alphas, align=False),
             Method("replay", "replay", replay=True),
@@ -253,7 +255,7 @@ def alignment_check(seed: int, st: Settings) -> dict[str, float]:
     return acc
 
 
-def run(out_dir: str | Path = "docs/results", *, seeds: tuple[int, ...] = (0, 1, 2, 3, 4), quick: bool = False,
+def run(out_dir: str | Path = "docs/results", *, seeds: tuple[int, ...] = (0, 1, 2), quick: bool = False,
         quiet: bool | None = None, threads: int | None = 2) -> dict[str, Any]:
     """Run the benchmark and write forgetting.md, forgetting.json and plots into ``out_dir``.
 

@@ -24,12 +24,23 @@ from lifelong.context.errors import (
     TextEncodingError,
     UnknownTenantError,
 )
+from lifelong.context.forgetting import (
+    Consolidator,
+    ContradictionResolver,
+    ForgettingPolicy,
+    LLMContradiction,
+    RuleContradiction,
+)
 from lifelong.context.items import Item, ItemKind, Provenance, Status, TagValue, Trust
+from lifelong.context.notes import NoteLearner
 from lifelong.context.ops import Add, Delete, Merge, Op, Supersede, Tag, Update, op_from_dict, ops_from_json
 from lifelong.context.packer import Packed, pack
 from lifelong.context.plan import Plan
 from lifelong.context.ranking import Hit, Weights
+from lifelong.context.reflexion import Reflexion
+from lifelong.context.skills import Skill, SkillError, SkillLibrary, export_playbook, read_skill, write_skill
 from lifelong.context.store import Applied, MemoryStore, open_store
+from lifelong.context.tiers import CoreMemory, TieredMemory
 
 __all__ = [
     "Add", "Applied", "BlockLimitError", "Delete", "DimensionError", "DuplicateIdError", "Embedder",
@@ -39,3 +50,15 @@ __all__ = [
     "TextEncodingError", "Trust", "UnknownTenantError", "Update", "VectorsOnly", "Weights", "op_from_dict",
     "ops_from_json", "open_store", "pack",
 ]
+# The learners (notes, reflexion, tiers, skills, forgetting).
+__all__ += [
+    "Consolidator", "ContradictionResolver", "CoreMemory", "ForgettingPolicy", "LLMContradiction", "NoteLearner",
+    "Reflexion", "RuleContradiction", "Skill", "SkillError", "SkillLibrary", "TieredMemory", "export_playbook",
+    "read_skill", "write_skill",
+]
+# The ACE playbook learner and its roles.
+from lifelong.context.playbook import Playbook, PlaybookLearner, Refiner  # noqa: E402
+from lifelong.context.roles import CuratorOutputError, RuleCurator, RuleGenerator, RuleReflector  # noqa: E402
+
+__all__ += ["CuratorOutputError", "Playbook", "PlaybookLearner", "Refiner", "RuleCurator", "RuleGenerator",
+            "RuleReflector"]

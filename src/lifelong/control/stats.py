@@ -15,10 +15,9 @@ for system comparison (Koehn 2004); approximate randomisation (Noreen 1989), as 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import math
 
 import numpy as np
 

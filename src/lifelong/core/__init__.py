@@ -4,11 +4,11 @@ from lifelong.core.change import Change, ChangeKind, Cost
 from lifelong.core.errors import (
     BlobCorruptedError,
     BudgetError,
+    DataInputError,
     GateInputError,
     InvalidChangeError,
     LifelongError,
     NotALedgerError,
-    DataInputError,
     VersionNotFoundError,
 )
 from lifelong.core.scopes import Scope

@@ -38,6 +38,8 @@ def decode_tensor(data: bytes, device: str = "cpu") -> torch.Tensor:
 
 def non_finite_names(tensors: Mapping[str, torch.Tensor]) -> list[str]:
     """Names of floating-point tensors that contain NaN or Inf."""
+    if not tensors:  # records-only commits (memory, configuration) need no torch
+        return []
     import torch
 
     return [

@@ -120,7 +120,7 @@ class SQLiteBackend(SQLBackend):
         self._lock = threading.RLock()
         try:
             self._conn = sqlite3.connect(self.location, timeout=timeout, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
+            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as err:
             raise NotALedgerError(

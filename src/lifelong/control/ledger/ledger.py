@@ -31,7 +31,13 @@ from lifelong.control.ledger.backend import SQLBackend, SQLiteBackend, Tx
 from lifelong.core.change import Change
 from lifelong.core.errors import BlobCorruptedError, InvalidChangeError, VersionNotFoundError
 from lifelong.core.hashing import canonical_json, sha256_hex
-from lifelong.core.tensors import JSON_MEDIA_TYPE, TENSOR_MEDIA_TYPE, decode_tensor, encode_tensor, non_finite_names
+from lifelong.core.tensors import (
+    JSON_MEDIA_TYPE,
+    TENSOR_MEDIA_TYPE,
+    decode_tensor,
+    encode_tensor,
+    non_finite_names,
+)
 from lifelong.core.verdict import Verdict
 from lifelong.core.version import BlobRef, Version
 
