@@ -166,6 +166,23 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+def save_figure(fig: Any, out: str | Path, name: str, dpi: int = 110) -> str:
+    """Lay out, write ``out/name`` and close a matplotlib figure; returns ``name`` for the results page.
+
+    >>> import tempfile, matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> save_figure(plt.figure(), tempfile.mkdtemp(), "empty.png")
+    'empty.png'
+    """
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(Path(out) / name, dpi=dpi)
+    plt.close(fig)
+    return name
+
+
 def quiet_from_env(quiet: bool | None) -> bool:
     """Quiet when asked, or when ``LIFELONG_QUIET=1``."""
     if quiet is not None:

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lifelong.bench.common import Progress, Target, quiet_from_env, torch_threads, write_results
+from lifelong.bench.common import Progress, Target, quiet_from_env, save_figure, torch_threads, write_results
 
 NAME = "context-collapse"
 MERGE_CALLS = 3  # LLM merges over a whole run (each on a candidate pair the rules could not settle)
@@ -466,11 +466,7 @@ def make_plot(result: dict[str, Any], out: Path) -> str:
     for ax in axes:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    name = f"{NAME}.png"
-    fig.savefig(out / name, dpi=110)
-    plt.close(fig)
-    return name
+    return save_figure(fig, out, f"{NAME}.png")
 
 
 def render_markdown(result: dict[str, Any], config: dict[str, Any], plot: str) -> str:

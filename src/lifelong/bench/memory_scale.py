@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from lifelong.bench.common import Progress, Target, quiet_from_env, write_results
+from lifelong.bench.common import Progress, Target, quiet_from_env, save_figure, write_results
 
 NAME = "memory-scale"
 DIM = 384
@@ -288,11 +288,7 @@ def make_plot(result: dict[str, Any], out: Path) -> str:
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    name = f"{NAME}.png"
-    fig.savefig(out / name, dpi=110)
-    plt.close(fig)
-    return name
+    return save_figure(fig, out, f"{NAME}.png")
 
 
 def render_markdown(result: dict[str, Any], config: dict[str, Any], plot: str) -> str:

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from lifelong.bench.common import Progress, Target, quiet_from_env, write_results
+from lifelong.bench.common import Progress, Target, quiet_from_env, save_figure, write_results
 
 NAME = "service"
 CLIENTS = 50
@@ -396,11 +396,7 @@ def _plot(rec: Recorder, summary: dict[str, Any], out: Path, title: str) -> str:
     axes[1].legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    name = f"{NAME}.png"
-    fig.savefig(out / name, dpi=110)
-    plt.close(fig)
-    return name
+    return save_figure(fig, out, f"{NAME}.png")
 
 
 def render_markdown(result: dict[str, Any], config: dict[str, Any], plot: str) -> str:
