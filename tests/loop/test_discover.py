@@ -157,6 +157,23 @@ def test_buffer_deduplicates_keeps_top_children_and_evicts_by_reward() -> None:
     assert arr.add_initial(np.array([1, -1]), 0.0) == s  # arrays deduplicate by content
 
 
+def test_a_round_evicts_once_after_every_parent_is_updated() -> None:
+    # Evicting after the first parent's children would drop a weak parent chosen for the same round.
+    p = PUCT(max_size=3, topk_children=2)
+    root = p.add_initial("r", 0.0)
+    weak, strong = p.update(root, [("w", 1.0), ("s", 2.0)])
+    with pytest.raises(SearchInputError):
+        eager = PUCT(max_size=3, topk_children=2)
+        r = eager.add_initial("r", 0.0)
+        w, s = eager.update(r, [("w", 1.0), ("s", 2.0)])
+        eager.update(s, [("x", 5.0), ("y", 6.0)])  # evicts w
+        eager.update(w, [("z", 0.5)])
+    p.update(strong, [("x", 5.0), ("y", 6.0)], evict=False)
+    p.update(weak, [("z", 0.5)], evict=False)  # still there
+    p.evict()
+    assert sorted(n.state for n in p.nodes.values()) == ["r", "x", "y"]
+
+
 # ---------------------------------------------------------------------------------------------- the loop
 def test_importance_sampled_loss_closed_form() -> None:
     logp = torch.tensor([-1.0, -2.0], requires_grad=True)

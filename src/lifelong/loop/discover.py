@@ -253,9 +253,13 @@ class PUCT:
         nid = self._insert(state, reward, None, True, 0)
         return nid if nid is not None else self._keys[self.key(state)]
 
-    def update(self, parent_id: int, children: Sequence[tuple[Any, float | None]], step: int = 0) -> list[int | None]:
+    def update(self, parent_id: int, children: Sequence[tuple[Any, float | None]], step: int = 0, *,
+               evict: bool = True) -> list[int | None]:
         """Record the children of one parent (``reward=None`` for an invalid rollout: it still counts as a
-        visit, it never enters the buffer). Returns the new ids (None where not added)."""
+        visit, it never enters the buffer). Returns the new ids (None where not added).
+
+        A round that updates several parents passes ``evict=False`` and calls :meth:`evict` once at the
+        end: evicting after the first parent could drop a parent selected for the same round."""
         if parent_id not in self.nodes:
             raise SearchInputError(f"parent {parent_id} is not in the buffer (evicted or never added)")
         parent = self.nodes[parent_id]
@@ -275,10 +279,12 @@ class PUCT:
         ids: list[int | None] = []
         for i, (state, reward) in enumerate(children):
             ids.append(self._insert(state, reward, parent, False, step) if i in keep else None)
-        self._evict()
+        if evict:
+            self.evict()
         return ids
 
-    def _evict(self) -> None:
+    def evict(self) -> None:
+        """Shrink to ``max_size``: initial states stay, the rest are kept by reward."""
         if len(self.nodes) <= self.max_size:
             return
         initial = [n.id for n in self.nodes.values() if n.initial]

@@ -267,7 +267,9 @@ def ttt_discover(reward_fn: Callable[[np.ndarray], np.ndarray], n: int, config: 
                 loss_value = float(loss.detach())
         for g, p in enumerate(parents):
             sl = slice(g * per_group, (g + 1) * per_group)
-            buffer.update(p.id, [(c, float(r)) for c, r in zip(children[sl], rewards[sl], strict=True)], step=rnd + 1)
+            buffer.update(p.id, [(c, float(r)) for c, r in zip(children[sl], rewards[sl], strict=True)], step=rnd + 1,
+                          evict=False)
+        buffer.evict()
         with torch.no_grad():
             logp_m, _ = policy._heads(s_t[:1])
         record = {"round": rnd + 1, "evaluations": len(curve), "best": best_reward, "mean_reward": float(rewards.mean()),
