@@ -36,45 +36,19 @@ def parse_json_reply(text: str) -> Any | None:
     >>> parse_json_reply('The answer is {"links": ["n1"]} as requested.')
     {'links': ['n1']}
     """
-    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    for cand in candidates:
+    decoder = json.JSONDecoder()
+    for cand in [m.group(1) for m in _FENCE.finditer(text)] + [text]:
         cand = cand.strip()
         try:
             return json.loads(cand)
         except ValueError:
             pass
         for start, ch in enumerate(cand):
-            if ch not in "{[":
-                continue
-            end = _balanced_end(cand, start)
-            if end is None:
-                continue
-            try:
-                return json.loads(cand[start:end])
-            except ValueError:
-                continue
-    return None
-
-
-def _balanced_end(s: str, start: int) -> int | None:
-    depth, in_str, esc = 0, False, False
-    for i in range(start, len(s)):
-        c = s[i]
-        if in_str:
-            if esc:
-                esc = False
-            elif c == "\\":
-                esc = True
-            elif c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
-        elif c in "{[":
-            depth += 1
-        elif c in "}]":
-            depth -= 1
-            if depth == 0:
-                return i + 1
+            if ch in "{[":
+                try:
+                    return decoder.raw_decode(cand, start)[0]
+                except ValueError:
+                    continue
     return None
 
 

@@ -24,12 +24,12 @@ Prompts are written for this package; their structure (inputs and JSON fields) f
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from lifelong.context._reply import parse_json_reply
 from lifelong.context.errors import InvalidOpError, MemoryStoreError
 from lifelong.context.items import Item, ItemKind, Provenance, TagValue, Trust
 from lifelong.context.ops import Add, Delete, Merge, Op, Supersede, Tag, Update, op_from_dict
@@ -145,7 +145,6 @@ def lost_specifics(sources: Sequence[str], result: str) -> set[str]:
 
 
 # ---------------------------------------------------------------------------------------- JSON
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
 def extract_json(text: str) -> Any:
@@ -159,20 +158,9 @@ def extract_json(text: str) -> Any:
     ...
     lifelong.context.roles.CuratorOutputError: no JSON object or list in the reply 'I think we should add a bullet'; reply with JSON only, e.g. {"operations": [{"op": "ADD", "section": "...", "content": "..."}]}
     """
-    for block in _FENCE.findall(text):
-        try:
-            return json.loads(block)
-        except ValueError:
-            pass
-    decoder = json.JSONDecoder()
-    for i, ch in enumerate(text):
-        if ch in "{[":
-            try:
-                value, _ = decoder.raw_decode(text, i)
-            except ValueError:
-                continue
-            if isinstance(value, dict | list):
-                return value
+    value = parse_json_reply(text)
+    if value is not None:
+        return value
     raise CuratorOutputError(
         f"no JSON object or list in the reply {_excerpt(text)!r}; reply with JSON only, e.g. "
         '{"operations": [{"op": "ADD", "section": "...", "content": "..."}]}'

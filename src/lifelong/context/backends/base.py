@@ -24,6 +24,9 @@ import numpy as np
 
 from lifelong.context.items import Item, Status
 
+# Every memory database (SQLite or PostgreSQL) carries this marker and schema version in its meta table.
+MAGIC = "lifelong-memory"
+SCHEMA_VERSION = "1"
 N_SHARDS = 256  # ledger manifests split item hashes over this many records (see versioning.py)
 
 

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from lifelong.context.backends.base import (
+    MAGIC,
+    SCHEMA_VERSION,
     Backend,
     Filter,
     WriteBatch,
@@ -43,8 +45,6 @@ from lifelong.context.errors import (
 from lifelong.context.items import Item
 from lifelong.context.text import terms
 
-MAGIC = "lifelong-memory"
-SCHEMA_VERSION = "1"
 SCHEMA_LOCK = 0  # advisory lock key for creating the schema and tenants; tenants lock on their number
 
 

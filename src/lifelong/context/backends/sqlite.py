@@ -28,6 +28,8 @@ import numpy as np
 
 from lifelong.context.backends import ann as ann_mod
 from lifelong.context.backends.base import (
+    MAGIC,
+    SCHEMA_VERSION,
     Backend,
     Filter,
     WriteBatch,
@@ -46,8 +48,6 @@ from lifelong.context.errors import (
 from lifelong.context.items import Item
 from lifelong.context.text import terms
 
-MAGIC = "lifelong-memory"
-SCHEMA_VERSION = "1"
 CHUNK = 500  # ids per IN (...) list
 
 
