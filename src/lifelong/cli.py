@@ -48,6 +48,7 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 # name -> (module, one-line description); each module has run(out_dir, quick=..., quiet=...)
 BENCHMARKS = {
     "ttt-digits": ("lifelong.bench.ttt_digits", "test-time adaptation (TTT, Tent, EATA, SAR) on corrupted digits"),
+    "sar-stream": ("lifelong.bench.sar_stream", "why SAR (GroupNorm) trails the unadapted model on the long mixed digits stream"),
     "ttt-layers": ("lifelong.bench.ttt_layers", "TTT-Linear / TTT-MLP against attention on recall and real text"),
     "meta-init": ("lifelong.bench.meta_init", "meta-learned initialisations: TTT-E2E at tiny scale and MAML on sinusoids"),
     "discover": ("lifelong.bench.discover", "TTT-Discover vs evolution vs best-of-N on LABS at equal evaluator budget"),
