@@ -91,6 +91,9 @@ def git_commit() -> str | None:
         return None
 
 
+THREADS_ENV = "LIFELONG_THREADS"
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     info: dict[str, Any] = {
@@ -105,6 +108,8 @@ def machine() -> dict[str, Any]:
         info["torch_threads"] = torch.get_num_threads()
     except ImportError:
         pass
+    if os.environ.get(THREADS_ENV):
+        info["threads_override"] = os.environ[THREADS_ENV]  # the run's torch threads came from the environment
     return info
 
 
@@ -236,9 +241,20 @@ class Progress:
 
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op threads (benchmarks pin them so timings are comparable)."""
+    """Temporarily set torch's intra-op threads (benchmarks pin them so timings are comparable).
+
+    ``LIFELONG_THREADS=N`` in the environment overrides ``n``: two small-model benchmarks can then share
+    two cores, one thread each (the override is recorded in the results' ``machine`` block).
+
+    >>> import torch
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    """
     import torch
 
+    if os.environ.get(THREADS_ENV):
+        n = int(os.environ[THREADS_ENV])
     old = torch.get_num_threads()
     if n:
         torch.set_num_threads(n)
