@@ -33,11 +33,18 @@ from lifelong.loop.star import LoopConfig, SelfImprovementLoop, pass_at_k_scores
 NAME = "self-improve"
 
 
-def build_base(vocab: Vocab, seed: int, n_seed: int, steps: int) -> tuple[CharTransformer, list]:
+FULL = {"seed": 300, "base_steps": 1500, "pool": 1500, "heldout": 400, "rounds": 5, "loop_steps": 250,
+        "d_model": 128, "layers": 4}
+QUICK = {"seed": 40, "base_steps": 40, "pool": 40, "heldout": 30, "rounds": 2, "loop_steps": 10,
+         "d_model": 32, "layers": 2}  # a pipeline check in seconds; its numbers mean nothing
+
+
+def build_base(vocab: Vocab, seed: int, n_seed: int, steps: int, d_model: int = 128,
+               layers: int = 4) -> tuple[CharTransformer, list]:
     """The base model: trained on ``n_seed`` hand-written scratchpads of 1- to 3-digit sums."""
     seed_problems = sample_problems(n_seed, (1, 3), seed=seed * 10 + 1)
     torch.manual_seed(seed)
-    model = CharTransformer(len(vocab), d_model=128, layers=4, heads=4, max_len=96)
+    model = CharTransformer(len(vocab), d_model=d_model, layers=layers, heads=4, max_len=96)
     train(model, vocab, seed_data(seed_problems, seed=seed), steps=steps, batch_size=64, lr=2e-3, seed=seed)
     return model, seed_problems
 
@@ -48,12 +55,12 @@ def run(out_dir: str | Path = "docs/results", *, seeds: tuple[int, ...] = (0,), 
     quiet = quiet_from_env(quiet)
     started = time.time()
     seed = seeds[0]
-    sizes = {"seed": 60, "base_steps": 150, "pool": 120, "heldout": 80, "rounds": 2, "loop_steps": 60} if quick else \
-            {"seed": 300, "base_steps": 1500, "pool": 1500, "heldout": 400, "rounds": 6, "loop_steps": 400}
+    sizes = dict(QUICK if quick else FULL)
     vocab = Vocab(CHARS)
     with torch_threads(threads), Progress(quiet) as progress, tempfile.TemporaryDirectory() as tmp:
         progress.log("training the base model on seed scratchpads...")
-        base, seed_problems = build_base(vocab, seed, sizes["seed"], sizes["base_steps"])
+        base, seed_problems = build_base(vocab, seed, sizes["seed"], sizes["base_steps"], sizes["d_model"],
+                                         sizes["layers"])
         exclude = {p.id for p in seed_problems}
         heldout = sample_problems(sizes["heldout"], (1, 5), seed=seed * 10 + 2, exclude=exclude)
         pool = sample_problems(sizes["pool"], (1, 5), seed=seed * 10 + 3, exclude=exclude | {p.id for p in heldout})

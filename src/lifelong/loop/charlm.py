@@ -60,18 +60,43 @@ class Vocab:
         return "".join(out)
 
 
+class _Attention(nn.Module):
+    """Causal multi-head self-attention that can extend a key/value cache one step at a time."""
+
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.out = nn.Linear(d, d, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                cache: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        b, t, d = x.shape
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in self.qkv(x).chunk(3, dim=-1))
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out(y.transpose(1, 2).reshape(b, t, d)), (k, v)
+
+
 class _Block(nn.Module):
     def __init__(self, d: int, heads: int) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(d)
-        self.attn = nn.MultiheadAttention(d, heads, batch_first=True, bias=False)
+        self.attn = _Attention(d, heads)
         self.ln2 = nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.ln1(x)
-        x = x + self.attn(h, h, h, attn_mask=mask, need_weights=False)[0]
-        return x + self.mlp(self.ln2(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                cache: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        h, cache = self.attn(self.ln1(x), mask, cache)
+        x = x + h
+        return x + self.mlp(self.ln2(x)), cache
+
+
+Cache = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 class CharTransformer(nn.Module):
@@ -79,6 +104,8 @@ class CharTransformer(nn.Module):
 
     def __init__(self, vocab_size: int, d_model: int = 128, layers: int = 4, heads: int = 4, max_len: int = 128) -> None:
         super().__init__()
+        if d_model % heads:
+            raise ValueError(f"d_model ({d_model}) must be a multiple of heads ({heads})")
         self.max_len = max_len
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model)
@@ -87,15 +114,23 @@ class CharTransformer(nn.Module):
         self.config = {"vocab_size": vocab_size, "d_model": d_model, "layers": layers, "heads": heads, "max_len": max_len}
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids -> (B, T, vocab) logits."""
+        """(B, T) ids -> (B, T, vocab) logits (positions 0..T-1, causal)."""
         t = ids.shape[1]
         if t > self.max_len:
             raise DataInputError(f"sequence of {t} characters exceeds the model's max_len {self.max_len}")
-        x = self.embed(ids) + self.pos(torch.arange(t, device=ids.device))
-        mask = torch.triu(torch.full((t, t), float("-inf"), device=ids.device), diagonal=1)
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.ln(x) @ self.embed.weight.T
+        causal = torch.ones(t, t, dtype=torch.bool, device=ids.device).tril()
+        return self.step(ids, torch.arange(t, device=ids.device).expand_as(ids), causal[None, None], None)[0]
+
+    def step(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
+             cache: Cache | None) -> tuple[torch.Tensor, Cache]:
+        """Logits for new tokens ``ids`` (B, T) at ``positions`` (B, T), attending where ``mask``
+        (B or 1, 1, T, cached + T) is True, after the keys and values in ``cache``; returns the grown cache."""
+        x = self.embed(ids) + self.pos(positions)
+        new_cache: Cache = []
+        for i, block in enumerate(self.blocks):
+            x, c = block(x, mask, None if cache is None else cache[i])
+            new_cache.append(c)
+        return self.ln(x) @ self.embed.weight.T, new_cache
 
 
 def _batch(vocab: Vocab, pairs: Sequence[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,47 +193,60 @@ class Sample:
 @torch.no_grad()
 def sample(model: CharTransformer, vocab: Vocab, prompts: Sequence[str], *, max_new: int = 64,
            temperature: float = 1.0, seed: int = 0, batch_size: int = 256, stop: str = "\n") -> list[Sample]:
-    """Batched sampling (greedy at temperature 0); stops at ``stop``, end-of-sequence or ``max_new``."""
+    """Batched sampling (greedy at temperature 0) with a key/value cache; stops at ``stop``,
+    end-of-sequence or ``max_new``.
+
+    Prompts of different lengths are left-padded; each row keeps its own positions (0 at its first real
+    character) and never attends to padding, so a row samples exactly as it would alone.
+    """
     gen = torch.Generator().manual_seed(seed)
     out: list[Sample] = []
     model.eval()
+    stop_id = vocab.index.get(stop, -1) if stop else -1
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         encoded = [vocab.encode(p) for p in chunk]
-        # Left-pad is not possible with learned absolute positions, so run each prompt length group alike:
-        # pad on the right and track each row's own write position.
         lengths = torch.tensor([len(e) for e in encoded])
-        width = int(lengths.max()) + max_new
-        if width > model.max_len:
+        width = int(lengths.max())
+        if width + max_new > model.max_len:
             raise DataInputError(f"prompt plus {max_new} new characters exceeds max_len {model.max_len}")
-        ids = torch.full((len(chunk), width), vocab.pad, dtype=torch.long)
+        n = len(chunk)
+        pad = width - lengths  # left padding per row
+        ids = torch.full((n, width), vocab.pad, dtype=torch.long)
         for i, e in enumerate(encoded):
-            ids[i, : len(e)] = torch.tensor(e)
+            ids[i, int(pad[i]) :] = torch.tensor(e, dtype=torch.long)
+        cols = torch.arange(width)
+        real = cols[None, :] >= pad[:, None]  # (n, width): which prompt slots hold characters
+        positions = (cols[None, :] - pad[:, None]).clamp(min=0)
+        # A query attends to earlier real keys; a padding query attends to itself only (its output is unused).
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        mask = (causal[None] & real[:, None, :]) | torch.eye(width, dtype=torch.bool)[None]
+        logits, cache = model.step(ids, positions, mask[:, None], None)
+        keys_real = real
+        step_logits = logits[:, -1]
         pos = lengths.clone()
-        done = torch.zeros(len(chunk), dtype=torch.bool)
-        logps: list[list[float]] = [[] for _ in chunk]
-        stop_id = vocab.index.get(stop, -1) if stop else -1
+        done = torch.zeros(n, dtype=torch.bool)
+        generated: list[list[int]] = [[] for _ in range(n)]
+        logps: list[list[float]] = [[] for _ in range(n)]
         for _ in range(max_new):
-            cur = int(pos.max())
-            logits = model(ids[:, :cur])
-            step_logits = logits[torch.arange(len(chunk)), pos - 1].float()
-            logp = step_logits.log_softmax(-1)
+            logp = step_logits.float().log_softmax(-1)
             logp[:, vocab.pad] = float("-inf")
             if temperature <= 0:
                 nxt = logp.argmax(-1)
             else:
                 nxt = torch.multinomial((logp / temperature).softmax(-1), 1, generator=gen).squeeze(1)
-            for i in range(len(chunk)):
-                if done[i]:
-                    continue
-                ids[i, pos[i]] = nxt[i]
-                logps[i].append(float(logp[i, nxt[i]]))
-                pos[i] += 1
+            chosen = logp.gather(1, nxt[:, None]).squeeze(1)
+            for i in torch.nonzero(~done).flatten().tolist():
+                generated[i].append(int(nxt[i]))
+                logps[i].append(float(chosen[i]))
                 if int(nxt[i]) in (vocab.eos, stop_id):
                     done[i] = True
             if bool(done.all()):
                 break
-        for i, e in enumerate(encoded):
-            text = vocab.decode(ids[i, len(e) : int(pos[i])].tolist())
-            out.append(Sample(chunk[i], text, logps[i]))
+            keys_real = torch.cat([keys_real, torch.ones(n, 1, dtype=torch.bool)], dim=1)
+            logits, cache = model.step(nxt[:, None], pos[:, None], keys_real[:, None, None, :], cache)
+            step_logits = logits[:, -1]
+            pos += 1
+        for i in range(n):
+            out.append(Sample(chunk[i], vocab.decode(generated[i]), logps[i]))
     return out

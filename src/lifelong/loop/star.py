@@ -204,6 +204,8 @@ class SelfImprovementLoop:
         else:
             kept, from_hint, bad = collect_star(self.champion, self.vocab, self.pool, self.cfg, seed,
                                                 rationalize=self.cfg.method == "star")
+        if not kept:
+            return self._nothing_kept(n, harmful, start)
         steps = self.cfg.steps_for_round(n)
         candidate = _finetune_from_base(self.base, self.vocab, kept, steps, self.cfg, seed)
         change = Change(
@@ -222,6 +224,17 @@ class SelfImprovementLoop:
                              time.perf_counter() - start, harmful, monitors)
         if result.accepted:
             self.champion = candidate
+        self.reports.append(report)
+        return report
+
+    def _nothing_kept(self, n: int, harmful: bool, start: float) -> RoundReport:
+        """A round whose sampling verified nothing proposes no change: recorded as such, and it ends the loop."""
+        champion_acc = self.reports[-1].champion_accuracy if self.reports else float(np.mean(self.suite.score(self.champion)))
+        verdict = "no verified samples this round: no candidate, nothing to gate"
+        self.governor.ledger.record_event("note", verdict, ref=self.governor.ref, actor=self.cfg.method,
+                                          data={"round": n, "pool": len(self.pool), "no_candidate": True})
+        report = RoundReport(n, self.cfg.method, 0, 0, 0.0, champion_acc, champion_acc, False, verdict,
+                             time.perf_counter() - start, harmful)
         self.reports.append(report)
         return report
 
