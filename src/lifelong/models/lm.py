@@ -13,7 +13,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,18 +205,36 @@ class CausalLM:
                                                  return_dict=False)
         return [int(i) for i in ids]
 
-    @torch.no_grad()
     def generate_ids(self, ids: Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,
                      top_p: float = 1.0, seed: int = 0, stop: Sequence[str] = ()) -> Generation:
         """Continue a token sequence; stops at EOS, at ``max_new_tokens`` or when a stop string appears."""
+        out_ids: list[int] = []
+        logprobs: list[float] = []
+        for token, logprob in self.iter_generate_ids(ids, max_new_tokens=max_new_tokens, temperature=temperature,
+                                                     top_p=top_p, seed=seed, stop=stop):
+            out_ids.append(token)
+            logprobs.append(logprob)
+        return Generation(self.decode(out_ids), out_ids, logprobs)
+
+    def iter_generate_ids(self, ids: Sequence[int], *, max_new_tokens: int = 64, temperature: float = 0.0,
+                          top_p: float = 1.0, seed: int = 0, stop: Sequence[str] = ()) -> Iterator[tuple[int, float]]:
+        """:meth:`generate_ids` one token at a time: yields ``(token id, log-probability)`` as each is
+        chosen (EOS is not yielded), with a key/value cache, so a caller can stream the text. Closing the
+        iterator early stops the generation.
+
+        >>> lm = CausalLM.tiny_random(seed=0)
+        >>> steps = list(lm.iter_generate_ids(lm.encode("hi"), max_new_tokens=4))
+        >>> [t for t, _ in steps] == lm.generate_ids(lm.encode("hi"), max_new_tokens=4).token_ids
+        True
+        """
         gen = torch.Generator(device="cpu").manual_seed(seed)
         past = None
         x = torch.tensor([list(ids)], device=self.device)
         out_ids: list[int] = []
-        logprobs: list[float] = []
         eos = self.tokenizer.eos_token_id
         for _ in range(max_new_tokens):
-            logits, past = self.forward(x, past, use_cache=True)
+            with torch.no_grad():
+                logits, past = self.forward(x, past, use_cache=True)
             logits = logits[0, -1].float()
             logp = logits.log_softmax(-1)
             if temperature <= 0:
@@ -230,13 +248,12 @@ class CausalLM:
                     probs = probs / probs.sum()
                 token = int(torch.multinomial(probs.cpu(), 1, generator=gen))
             if token == eos:
-                break
+                return
             out_ids.append(token)
-            logprobs.append(float(logp[token]))
+            yield token, float(logp[token])
             x = torch.tensor([[token]], device=self.device)
             if stop and any(s in self.decode(out_ids) for s in stop):
-                break
-        return Generation(self.decode(out_ids), out_ids, logprobs)
+                return
 
 
 def _cache_keyword(model: Any) -> str:

@@ -17,6 +17,11 @@ the shape OpenAI clients read. ``/v1/chat/completions`` speaks the OpenAI chat c
 'Hello!'
 >>> client.get("/v1/sessions/" + session["id"]).json()["error"]["type"]  # no key
 'authentication_error'
+>>> body = {"model": "any", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+>>> with client.stream("POST", "/v1/chat/completions", json=body, headers=auth) as r:
+...     events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+>>> [json.loads(e)["choices"][0]["delta"] for e in events[:-1]], events[-1]
+([{'role': 'assistant', 'content': ''}, {'content': 'Hello!'}, {}], '[DONE]')
 """
 
 
@@ -25,12 +30,12 @@ the shape OpenAI clients read. ``/v1/chat/completions`` speaks the OpenAI chat c
 import itertools
 import json
 import math
-import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -41,7 +46,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lifelong.context import op_from_dict
 from lifelong.core.errors import LifelongError
 from lifelong.service.config import ServiceConfig
-from lifelong.service.core import CompletionResult, Service
+from lifelong.service.core import CompletionResult, CompletionStream, Service
 from lifelong.service.dashboard import install_dashboard
 from lifelong.service.errors import ApiError, BadRequest, NotFound, RateLimited, Unauthorized, status_for
 from lifelong.service.limits import BodyLimitMiddleware, RateLimiter, error_body
@@ -56,7 +61,6 @@ from lifelong.service.schemas import (
 from lifelong.service.state import hash_key
 
 _bearer = HTTPBearer(auto_error=False, description="An API key of your tenant: `Authorization: Bearer <key>`.")
-_PIECES = re.compile(r"\s*\S+|\s+$")
 
 
 def _hit(h: Any) -> dict[str, Any]:
@@ -131,25 +135,63 @@ def _completion_body(result: CompletionResult, model: str, created: int) -> dict
     }
 
 
-def _sse(result: CompletionResult, model: str, created: int, include_usage: bool) -> Iterator[str]:
-    """The reply as OpenAI ``chat.completion.chunk`` events: a role delta, the text in word-sized pieces,
-    a final chunk with ``finish_reason``, optionally the usage, then ``[DONE]``."""
-    trace = result.trace
-    base = {"id": "chatcmpl-" + trace.id, "object": "chat.completion.chunk", "created": created, "model": model}
+def _sse(stream: CompletionStream, created: int, include_usage: bool) -> AsyncIterator[str]:
+    """OpenAI ``chat.completion.chunk`` events for a stream: a role delta (with lifelong's trace id and
+    context ids), a content delta for each piece as the backend produces it, a final chunk with
+    ``finish_reason``, optionally the usage, then ``[DONE]``. A backend that fails or stalls mid-stream
+    ends it with an error event ``{"error": {...}}`` (what OpenAI clients raise as an error) and
+    ``[DONE]``. Each piece is awaited on a worker thread, so the event loop never blocks on the backend."""
+    base = {"id": "chatcmpl-" + stream.trace_id, "object": "chat.completion.chunk", "created": created,
+            "model": stream.model}
 
     def event(choices: list[dict[str, Any]], **extra: Any) -> str:
         return "data: " + json.dumps({**base, "choices": choices, **extra}) + "\n\n"
 
-    yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
-                lifelong={"trace_id": trace.id, "session_id": trace.session,
-                          "context_ids": list(result.context.ids) if result.context else []})
-    for piece in _PIECES.findall(result.completion.text):
-        yield event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
-    yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
-    if include_usage:
-        yield event([], usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                               "total_tokens": result.prompt_tokens + result.completion_tokens})
-    yield "data: [DONE]\n\n"
+    async def events() -> AsyncIterator[str]:
+        yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                    lifelong={"trace_id": stream.trace_id, "session_id": stream.session_id,
+                              "context_ids": list(stream.context.ids) if stream.context else []})
+        try:
+            while True:
+                piece = await anyio.to_thread.run_sync(next, stream, None, abandon_on_cancel=True)
+                if piece is None:
+                    break
+                yield event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+        except ApiError as err:
+            yield "data: " + json.dumps(error_body(err.status, err.message, err.type, **err.extra)) + "\n\n"
+            yield "data: [DONE]\n\n"
+            return
+        except Exception as err:  # the trace could not be stored: say so rather than end silently
+            message = f"internal error ({type(err).__name__}) while streaming; the answer may not be recorded"
+            yield "data: " + json.dumps(error_body(500, message, "internal_error")) + "\n\n"
+            yield "data: [DONE]\n\n"
+            return
+        yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        result = stream.result
+        if include_usage and result is not None:
+            yield event([], usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                                   "total_tokens": result.prompt_tokens + result.completion_tokens})
+        yield "data: [DONE]\n\n"
+
+    return events()
+
+
+class EventStreamResponse(StreamingResponse):
+    """A ``text/event-stream`` response for a :class:`CompletionStream` that closes the stream when the
+    response ends, however it ends: after ``[DONE]`` that does nothing, but a client that went away
+    mid-answer leaves a trace with the text sent so far and status ``disconnected``, and the backend is
+    told to stop."""
+
+    def __init__(self, stream: CompletionStream, content: AsyncIterator[str], headers: dict[str, str]) -> None:
+        super().__init__(content, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
+        self.stream = stream
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.stream.close)
 
 
 def create_app(config: ServiceConfig | Service) -> FastAPI:
@@ -296,6 +338,11 @@ def create_app(config: ServiceConfig | Service) -> FastAPI:
     def ledger_show(tenant: Tenant, version: str) -> dict[str, Any]:
         return service.tenant_ledger(tenant).show(version)
 
+    @app.get("/v1/ledger/verdicts", tags=["ledger"], summary="The tenant's gate verdicts, newest first")
+    def ledger_verdicts(tenant: Tenant, ref: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                        offset: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+        return service.tenant_ledger(tenant).verdicts(ref, limit=limit, offset=offset)
+
     @app.get("/v1/ledger/verdicts/{verdict_id}", tags=["ledger"], summary="A gate verdict with its evidence")
     def ledger_verdict(tenant: Tenant, verdict_id: str) -> dict[str, Any]:
         return service.tenant_ledger(tenant).verdict(verdict_id)
@@ -326,17 +373,22 @@ def create_app(config: ServiceConfig | Service) -> FastAPI:
             raise BadRequest(f"n={body.n} is not supported; lifelong returns one choice (n=1)")
         session_id = body.session_id or x_session_id
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-        result = service.complete(
-            tenant, [m.model_dump() for m in body.messages], session_id=session_id, user=body.user, model=body.model,
+        options: dict[str, Any] = dict(
+            session_id=session_id, user=body.user, model=body.model,
             max_tokens=body.max_completion_tokens or body.max_tokens or 256,
             temperature=body.temperature or 0.0, seed=body.seed, stop=stop)
+        messages = [m.model_dump() for m in body.messages]
         created = int(time.time())
-        headers = {"X-Lifelong-Trace": result.trace.id}
         if body.stream:
+            # Returns once the first piece is there (504/502 as JSON if it does not come); the rest is
+            # sent as the backend produces it, and the trace is stored when the stream ends.
+            stream = service.stream(tenant, messages, **options)
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(_sse(result, result.trace.model, created, include_usage),
-                                     media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
-        return JSONResponse(_completion_body(result, result.trace.model, created), headers=headers)
+            return EventStreamResponse(stream, _sse(stream, created, include_usage),
+                                       headers={"X-Lifelong-Trace": stream.trace_id})
+        result = service.complete(tenant, messages, **options)
+        return JSONResponse(_completion_body(result, result.trace.model, created),
+                            headers={"X-Lifelong-Trace": result.trace.id})
 
     # ------------------------------------------------------------------ dashboard (/dashboard and its JSON routes)
     install_dashboard(app, service, tenant_of)

@@ -57,13 +57,17 @@ class ServiceConfig:
     - ``rate_limit`` requests per ``rate_window`` seconds per key (a token bucket); more get 429.
       ``None`` turns the limit off.
     - ``backend_timeout``: seconds a chat backend may take before the request gets 504 (time queued
-      for a worker counts); ``backend_workers``: how many backend calls run at once (1 for an
+      for a worker counts); for a streamed answer it bounds the wait for the first piece (504) and
+      every gap between pieces (an SSE error event), not the whole answer; ``backend_workers``: how many backend calls run at once (1 for an
       in-process model). A call that timed out keeps its worker until the backend returns, since a
       thread cannot be stopped: give remote backends their own client timeout too.
     - ``context_budget``: tokens of learned context added to a completion; ``context_k``: how many
       memory items are considered; ``history_turns``: earlier turns a session chat sends along.
     - ``embedder``: the memory store's embedder; ``None`` uses the one the store recorded, else
       feature hashing (256 dims, no model to load).
+    - ``ledger``, ``memory``: where the ledger and the memory store live instead of ``data_dir``:
+      a ``postgresql://`` URL (each its own database) for several service instances sharing one
+      history and one memory, or another SQLite path. ``None`` keeps them in ``data_dir``.
     """
 
     data_dir: str | os.PathLike[str]
@@ -78,9 +82,15 @@ class ServiceConfig:
     context_k: int = 8
     history_turns: int = 8
     embedder: Any = None
+    ledger: str | os.PathLike[str] | None = None
+    memory: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        for name in ("ledger", "memory"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str | os.PathLike):
+                raise ServiceConfigError(f"ServiceConfig.{name} must be a path or a postgresql:// URL, got {value!r}")
         if self.chat is None:
             raise ServiceConfigError(
                 "ServiceConfig.chat is missing: pass a chat backend, e.g. ScriptedChat(...), "
@@ -116,16 +126,28 @@ class ServiceConfig:
         return next(iter(self.backends))
 
     @property
-    def ledger_path(self) -> Path:
-        """The ledger file."""
-        return Path(self.data_dir) / "ledger.db"
+    def ledger_path(self) -> Path | str:
+        """Where the ledger lives: ``data_dir/ledger.db``, or ``ledger`` when given (a URL stays a string).
+
+        >>> from lifelong.models.chat import ScriptedChat
+        >>> ServiceConfig("/tmp/x", chat=ScriptedChat(["hi"]), ledger="postgresql://db/ledger").ledger_path
+        'postgresql://db/ledger'
+        """
+        return _location(self.ledger, Path(self.data_dir) / "ledger.db")
 
     @property
-    def memory_path(self) -> Path:
-        """The memory store file (all tenants)."""
-        return Path(self.data_dir) / "memory.db"
+    def memory_path(self) -> Path | str:
+        """Where the memory store lives (all tenants): ``data_dir/memory.db``, or ``memory`` when given."""
+        return _location(self.memory, Path(self.data_dir) / "memory.db")
 
     @property
     def service_path(self) -> Path:
         """Keys, sessions and traces."""
         return Path(self.data_dir) / "service.db"
+
+
+def _location(given: str | os.PathLike[str] | None, default: Path) -> Path | str:
+    if given is None:
+        return default
+    text = os.fspath(given)
+    return text if "://" in text else Path(text)

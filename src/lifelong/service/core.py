@@ -4,10 +4,13 @@ the ledger, with the durability and isolation rules the HTTP layer relies on.
 A completion runs in four steps: search the caller's memory with the last user message (items of
 the caller's user and session only), pack the best items within the token budget, add them as one
 system message that presents them as quoted data, call the backend (bounded by a timeout), and store
-the trace whatever happened. Feedback is appended to the ledger (a ``note`` event on the tenant's
-``feedback`` ref) before it is acknowledged; a correction or an edit also becomes a session-scoped
-memory item, committed to the tenant's ``memory`` ref, that later turns of the session retrieve.
-Promotion of such items to the user's memory is a learner's job, through the gate.
+the trace whatever happened. :meth:`Service.stream` does the same with the reply sent on as the backend
+produces it: the first piece is awaited within the timeout (as a whole completion is), and the trace is
+stored, through the same code, once the stream ends (finished, failed, stalled, or closed by the caller).
+Feedback is appended to the ledger (a ``note`` event on the tenant's ``feedback`` ref) before it is
+acknowledged; a correction or an edit also becomes a session-scoped memory item, committed to the
+tenant's ``memory`` ref, that later turns of the session retrieve. Promotion of such items to the
+user's memory is a learner's job, through the gate.
 
 >>> import tempfile
 >>> from lifelong.models.chat import ScriptedChat
@@ -17,15 +20,19 @@ Promotion of such items to the user's memory is a learner's job, through the gat
 >>> result = svc.complete("acme", [{"role": "user", "content": "When are my invoices due?"}], session_id=session.id)
 >>> result.completion.text, "due in 30 days" in result.messages[0]["content"]
 ('ok: When are my invoices due?', True)
+>>> stream = svc.stream("acme", [{"role": "user", "content": "and my taxes?"}], session_id=session.id)
+>>> list(stream), svc.trace("acme", stream.trace_id).reply
+(['ok:', ' and', ' my', ' taxes?'], 'ok: and my taxes?')
 >>> svc.close()
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
@@ -37,7 +44,7 @@ from lifelong.context.store import recorded_embedder
 from lifelong.context.text import count_tokens
 from lifelong.context.versioning import MemoryLedger
 from lifelong.control.ledger import Ledger
-from lifelong.models.chat import ChatModelError, Completion, quote_untrusted
+from lifelong.models.chat import ChatModelError, Completion, quote_untrusted, stream_chat
 from lifelong.service.config import ServiceConfig, check_tenant_name
 from lifelong.service.errors import BackendFailed, BackendTimeout, Conflict, NotFound, Unprocessable
 from lifelong.service.state import ServiceDB, Session, Trace
@@ -75,6 +82,21 @@ class CompletionResult:
     completion_tokens: int
 
 
+@dataclass(frozen=True)
+class _Call:
+    """A completion ready to send: who asks, what the backend gets (with the learned context), which one."""
+
+    tenant: str
+    session_id: str | None
+    user: str
+    kind: str
+    plain: list[dict[str, str]]
+    context: LearnedContext | None
+    sent: list[dict[str, str]]
+    model: str
+    backend: Any
+
+
 def message_text(content: Any) -> str:
     """The text of an OpenAI message's content: a string, a list of parts (text parts joined), or None.
 
@@ -103,6 +125,142 @@ def inject_context(messages: Sequence[Mapping[str, str]], text: str) -> list[dic
         at += 1
     out.insert(at, {"role": "system", "content": text})
     return out
+
+
+def new_trace_id() -> str:
+    """A fresh trace id.
+
+    >>> new_trace_id().startswith("t-")
+    True
+    """
+    return "t-" + uuid.uuid4().hex
+
+
+class CompletionStream:
+    """A completion being streamed: iterate it for the reply's pieces (text deltas) as the backend
+    produces them. The backend runs on the service's backend workers and hands its pieces over through a
+    queue, so a stalled backend cannot hang the reader: a gap longer than ``backend_timeout`` ends the
+    stream with :class:`BackendTimeout`, a backend error with :class:`BackendFailed`. The trace (id known
+    from the start, :attr:`trace_id`) is stored once, when the stream ends: with the full reply (status
+    ``ok``), with the text so far (``timeout`` or ``error``), or, if :meth:`close` is called before the end
+    (the client went away), with the text handed out so far and status ``disconnected``; the backend is
+    then told to stop. Made by :meth:`Service.stream`."""
+
+    def __init__(self, service: Service, call: _Call, options: dict[str, Any]) -> None:
+        self._service = service
+        self._call = call
+        self._timeout = service.config.backend_timeout
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._parts: list[str] = []
+        self._first: str | None = None
+        self.trace_id = new_trace_id()
+        self.result: CompletionResult | None = None  # once the trace is stored (not after a timeout or error)
+        self.status: str | None = None  # "ok", "timeout", "error" or "disconnected" once the trace is stored
+        self._started = time.perf_counter()
+        self._future = service._executor.submit(self._pump, options)
+        try:
+            self._first = self._advance(first=True)
+        except StopIteration:
+            pass
+
+    # -- what the caller sees
+    @property
+    def model(self) -> str:
+        """The backend's name (as the trace records it)."""
+        return self._call.model
+
+    @property
+    def context(self) -> LearnedContext | None:
+        """The learned context that went in."""
+        return self._call.context
+
+    @property
+    def session_id(self) -> str | None:
+        """The session of the call."""
+        return self._call.session_id
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """The messages the backend was given (with the learned context)."""
+        return self._call.sent
+
+    @property
+    def text(self) -> str:
+        """The reply handed out so far."""
+        return "".join(self._parts)
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return self._advance()
+
+    def close(self, reason: str = "the client disconnected") -> None:
+        """End the stream early: stop the backend and store the trace with the text handed out so far
+        (status ``disconnected``). Does nothing once the stream has ended."""
+        self._stop.set()
+        with self._lock:
+            if self.status is not None:
+                return
+            self._finish(None, "disconnected", f"{reason} after {len(self.text)} characters of the reply; "
+                                               "the reply is partial")
+
+    # -- inside
+    def _pump(self, options: dict[str, Any]) -> None:
+        """On a backend worker: run the backend's stream and queue its pieces, until it ends or is stopped."""
+        pieces = stream_chat(self._call.backend, self._call.sent, **options)
+        try:
+            while not self._stop.is_set():
+                try:
+                    piece = next(pieces)
+                except StopIteration as end:
+                    self._queue.put(("done", end.value))
+                    return
+                if piece:
+                    self._queue.put(("piece", piece))
+        except Exception as err:  # reported to the reader, who stores the trace
+            self._queue.put(("error", err))
+        finally:
+            pieces.close()
+
+    def _advance(self, first: bool = False) -> str:
+        with self._lock:
+            if self.status is not None:
+                raise StopIteration
+        try:
+            what, value = self._queue.get(timeout=self._timeout)
+        except queue.Empty:
+            self._stop.set()
+            self._future.cancel()
+            waited = "gave no first token" if first else "sent nothing more"
+            what, value = "timeout", f"the backend {self.model!r} {waited} within {self._timeout:g} s"
+        with self._lock:
+            if self.status is not None:  # closed meanwhile
+                raise StopIteration
+            if what == "piece":
+                self._parts.append(value)
+                return str(value)
+            if what == "done":
+                self._finish(value, "ok", "")
+                raise StopIteration
+            if what == "error":
+                value = self._service._backend_error(self._call, value)
+            self._finish(None, what, value)  # raises BackendTimeout or BackendFailed
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _finish(self, completion: Completion | None, status: str, error: str) -> None:
+        """Store the trace (under the lock, once); raises for a timeout or a backend error."""
+        self.status = status
+        reply = self.text
+        if completion is not None:
+            completion = Completion(reply, completion.logprobs, completion.model or self.model, completion.usage)
+        self.result = self._service._record(self._call, completion, reply, status, error,
+                                            time.perf_counter() - self._started, trace_id=self.trace_id)
 
 
 class Service:
@@ -244,12 +402,9 @@ class Service:
         name = model if model in backends else self.config.default_model
         return name, backends[name]
 
-    def complete(self, tenant: str, messages: Sequence[Mapping[str, Any]], *, session_id: str | None = None,
-                 user: str | None = None, model: str | None = None, max_tokens: int = 256,
-                 temperature: float = 0.0, seed: int | None = None, stop: Sequence[str] = (),
-                 kind: str = "completions") -> CompletionResult:
-        """Serve one completion with learned context, and record its trace (also when the backend fails
-        or times out, which then raises :class:`BackendFailed` or :class:`BackendTimeout`)."""
+    def _prepare(self, tenant: str, messages: Sequence[Mapping[str, Any]], *, session_id: str | None,
+                 user: str | None, model: str | None, kind: str) -> _Call:
+        """Check the session, find the learned context and pick the backend (no backend call yet)."""
         session = None
         if session_id is not None:
             session = self.session(tenant, session_id)
@@ -264,23 +419,19 @@ class Service:
         context = self.learned_context(tenant, query, user=user, session_id=session_id)
         sent = inject_context(plain, context.text) if context else plain
         name, backend = self.backend(model)
-        started = time.perf_counter()
-        status, error, completion = "ok", "", None
-        future = self._executor.submit(backend.complete, sent, max_tokens=max_tokens, temperature=temperature,
-                                       seed=seed, stop=tuple(stop))
-        try:
-            completion = future.result(timeout=self.config.backend_timeout)
-        except FuturesTimeout:
-            future.cancel()
-            status, error = "timeout", f"the backend {name!r} gave no answer within {self.config.backend_timeout:g} s"
-        except ChatModelError as err:
-            status, error = "error", f"the backend {name!r} failed: {err}"
-        except Exception as err:  # a crashing backend must not lose the trace
-            status, error = "error", f"the backend {name!r} failed: {type(err).__name__}: {err}"
-        latency = time.perf_counter() - started
-        reply = completion.text if completion is not None else ""
-        trace = Trace("t-" + uuid.uuid4().hex, tenant, session_id, user, kind, name, plain,
-                      context.to_dict() if context else {"ids": [], "tokens": 0, "dropped": [], "text": ""},
+        return _Call(tenant, session_id, user, kind, plain, context, sent, name, backend)
+
+    def _backend_error(self, call: _Call, err: BaseException) -> str:
+        if isinstance(err, ChatModelError):
+            return f"the backend {call.model!r} failed: {err}"
+        return f"the backend {call.model!r} failed: {type(err).__name__}: {err}"
+
+    def _record(self, call: _Call, completion: Completion | None, reply: str, status: str, error: str,
+                latency: float, trace_id: str | None = None) -> CompletionResult:
+        """Store the trace of a call (streamed or not, whatever its outcome), then raise
+        :class:`BackendTimeout` or :class:`BackendFailed` if it timed out or failed; else the result."""
+        trace = Trace(trace_id or new_trace_id(), call.tenant, call.session_id, call.user, call.kind, call.model,
+                      call.plain, call.context.to_dict() if call.context else {"ids": [], "tokens": 0, "dropped": [], "text": ""},
                       reply, status, error, latency)
         self.db.add_trace(trace)
         if status == "timeout":
@@ -288,10 +439,44 @@ class Service:
                                  "service's backend_timeout", trace_id=trace.id)
         if status == "error":
             raise BackendFailed(error + "; the trace was recorded (status 'error')", trace_id=trace.id)
-        assert completion is not None
-        prompt_tokens = sum(count_tokens(m["content"]) for m in sent)
+        completion = completion or Completion(reply, model=call.model)
+        prompt_tokens = sum(count_tokens(m["content"]) for m in call.sent)
         completion_tokens = int(completion.usage.get("completion_tokens") or count_tokens(reply))
-        return CompletionResult(completion, sent, context, trace, prompt_tokens, completion_tokens)
+        return CompletionResult(completion, call.sent, call.context, trace, prompt_tokens, completion_tokens)
+
+    def complete(self, tenant: str, messages: Sequence[Mapping[str, Any]], *, session_id: str | None = None,
+                 user: str | None = None, model: str | None = None, max_tokens: int = 256,
+                 temperature: float = 0.0, seed: int | None = None, stop: Sequence[str] = (),
+                 kind: str = "completions") -> CompletionResult:
+        """Serve one completion with learned context, and record its trace (also when the backend fails
+        or times out, which then raises :class:`BackendFailed` or :class:`BackendTimeout`)."""
+        call = self._prepare(tenant, messages, session_id=session_id, user=user, model=model, kind=kind)
+        started = time.perf_counter()
+        status, error, completion = "ok", "", None
+        future = self._executor.submit(call.backend.complete, call.sent, max_tokens=max_tokens,
+                                       temperature=temperature, seed=seed, stop=tuple(stop))
+        try:
+            completion = future.result(timeout=self.config.backend_timeout)
+        except FuturesTimeout:
+            future.cancel()
+            status, error = "timeout", f"the backend {call.model!r} gave no answer within {self.config.backend_timeout:g} s"
+        except Exception as err:  # a crashing backend must not lose the trace
+            status, error = "error", self._backend_error(call, err)
+        reply = completion.text if completion is not None else ""
+        return self._record(call, completion, reply, status, error, time.perf_counter() - started)
+
+    def stream(self, tenant: str, messages: Sequence[Mapping[str, Any]], *, session_id: str | None = None,
+               user: str | None = None, model: str | None = None, max_tokens: int = 256,
+               temperature: float = 0.0, seed: int | None = None, stop: Sequence[str] = (),
+               kind: str = "completions") -> CompletionStream:
+        """Like :meth:`complete`, with the reply streamed as the backend produces it (the backend's own
+        ``stream``, or its whole completion for a backend without one). Returns once the first piece is
+        there; if none comes within ``backend_timeout`` (or the backend fails first), the trace is stored
+        and :class:`BackendTimeout` (or :class:`BackendFailed`) is raised, as :meth:`complete` does.
+        Iterate the returned :class:`CompletionStream` for the rest; its trace is stored when it ends."""
+        call = self._prepare(tenant, messages, session_id=session_id, user=user, model=model, kind=kind)
+        return CompletionStream(self, call, dict(max_tokens=max_tokens, temperature=temperature, seed=seed,
+                                                 stop=tuple(stop)))
 
     def chat(self, tenant: str, session_id: str, message: str, **options: Any) -> CompletionResult:
         """One turn of a session chat: the session's earlier turns (up to ``history_turns``) go along."""

@@ -139,9 +139,11 @@ def serve(config: Any, host: str = "127.0.0.1", port: int = 8000, log_level: str
 def serve_from_cli(data: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 8000,
                    backend: str = "embedded", model: str | None = None, base_url: str | None = None,
                    add_keys: list[str] | tuple[str, ...] = (), timeout: float = 60.0,
-                   echo: Callable[[str], None] = print) -> None:
+                   echo: Callable[[str], None] = print, ledger: str | None = None,
+                   memory: str | None = None) -> None:
     """What ``lifelong serve`` does: build the backend, open the service in ``data``, print new API keys
     (for each of ``add_keys``, or for tenant ``default`` when no key exists yet), serve until interrupted.
+    ``ledger`` and ``memory`` put the ledger and the memory store elsewhere, e.g. ``postgresql://`` URLs.
 
     >>> serve_from_cli("runs/service", backend="echo", add_keys=["acme"])  # doctest: +SKIP
     """
@@ -153,7 +155,8 @@ def serve_from_cli(data: str | os.PathLike[str], *, host: str = "127.0.0.1", por
 
     chat = build_backend(backend, model, base_url, progress=echo)
     workers = 1 if backend in ("embedded", "llamacpp") else 4  # one in-process model answers one call at a time
-    service = Service(ServiceConfig(data, chat=chat, backend_timeout=timeout, backend_workers=workers))
+    service = Service(ServiceConfig(data, chat=chat, backend_timeout=timeout, backend_workers=workers,
+                                    ledger=ledger, memory=memory))
     try:
         tenants = list(add_keys) or ([] if service.db.key_count() else ["default"])
         for tenant in tenants:

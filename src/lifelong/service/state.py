@@ -98,7 +98,7 @@ class Trace:
     messages: list[dict[str, Any]]
     context: dict[str, Any]
     reply: str
-    status: str  # "ok", "timeout" or "error"
+    status: str  # "ok", "timeout", "error", or "disconnected" (a streaming client went away mid-answer)
     error: str
     latency_s: float
     created_at: float = field(default_factory=time.time)

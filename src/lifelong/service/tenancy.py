@@ -86,7 +86,7 @@ class TenantLedger:
         """Ids of versions the tenant's refs have been at or were offered, optionally by id prefix."""
         where, params = self._where()
         sql = (f"SELECT DISTINCT v FROM (SELECT to_version AS v FROM events WHERE {where} "
-               f"UNION SELECT from_version AS v FROM events WHERE {where}) WHERE v IS NOT NULL")
+               f"UNION SELECT from_version AS v FROM events WHERE {where}) AS moves WHERE v IS NOT NULL")
         params = params + params
         if prefix:
             sql += " AND substr(v, 1, ?) = ?"
@@ -133,6 +133,35 @@ class TenantLedger:
             "artifacts": [{"name": n, "media_type": r.media_type, "hash": r.hash} for n, r in sorted(v.manifest.items())],
             "changes": changes,
         }
+
+    def verdicts(self, ref: str | None = None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """The gate verdicts on changes to the tenant's refs (or to one ref, by short name), newest first:
+        id, ref, change id, accepted, summary, when, and the change's learner, base and candidate versions.
+        Page with ``limit`` and ``offset``; :meth:`verdict` gives one with its evidence.
+
+        >>> import os, tempfile
+        >>> from lifelong.control.ledger import Ledger
+        >>> from lifelong.core import Change, Verdict
+        >>> ledger = Ledger.open(os.path.join(tempfile.mkdtemp(), "ledger.db"))
+        >>> a, b = TenantLedger(ledger, "a"), TenantLedger(ledger, "b")
+        >>> change = Change("context", "user", "demo", records={"x": 1})
+        >>> _ = ledger.record_change(a.full_ref("config"), change, Verdict(accepted=False, reasons=["worse"]))
+        >>> [(v["ref"], v["accepted"], v["change_id"] == change.id) for v in a.verdicts()], b.verdicts()
+        ([('config', False, True)], [])
+        """
+        sql = ("SELECT v.id, c.ref, v.change_id, v.accepted, v.summary, v.created_at, c.learner, c.base_version, "
+               "c.candidate_version FROM verdicts v JOIN changes c ON v.change_id = c.id WHERE ")
+        if ref is not None:
+            sql += "c.ref = ?"
+            params: list[Any] = [self.full_ref(ref)]
+        else:
+            sql += "substr(c.ref, 1, ?) = ?"
+            params = [len(self.prefix), self.prefix]
+        sql += " ORDER BY v.created_at DESC, v.id DESC LIMIT ? OFFSET ?"
+        params += [int(limit), int(offset)]
+        return [{"id": r[0], "ref": self.short_ref(r[1]), "change_id": r[2], "accepted": bool(r[3]), "summary": r[4],
+                 "created_at": r[5], "learner": r[6], "base_version": r[7], "candidate_version": r[8]}
+                for r in self.ledger.backend.query(sql, params)]
 
     def verdict(self, verdict_id: str) -> dict[str, Any]:
         """A gate verdict with its full evidence, if it judged a change to one of the tenant's refs."""

@@ -1,8 +1,9 @@
 """Storage backends for the ledger: the small SQL surface the ledger needs, and SQLite's implementation.
 
 The ledger speaks portable SQL with ``?`` placeholders through :class:`SQLBackend`; a backend owns the
-connection, transactions and schema. SQLite (WAL mode) is the default; a PostgreSQL backend implements
-the same four methods.
+connection, transactions and schema. SQLite (WAL mode) is the default; the PostgreSQL backend
+(:mod:`lifelong.control.ledger.postgres`) implements the same surface over the same schema, so the
+ledger's SQL stays portable: ``INSERT ... ON CONFLICT``, ``RETURNING``, no SQLite-only syntax.
 
 >>> import tempfile, os
 >>> b = SQLiteBackend(os.path.join(tempfile.mkdtemp(), "x.db"), create=True)

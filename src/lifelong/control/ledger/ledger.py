@@ -15,6 +15,12 @@ True
 True
 >>> [e.type for e in ledger.log("demo/global")]
 ['rollback', 'commit', 'commit']
+
+Where it lives: a SQLite file by default (one file, WAL mode), or a PostgreSQL database for shared
+deployments, chosen by the location's form: ``Ledger.open("postgresql://user@host/ledger")`` (or
+``postgres://``) uses :class:`~lifelong.control.ledger.postgres.PostgresBackend`, with the same
+tables, append-only triggers and format check, and writers serialised on an advisory lock so that
+processes on different hosts committing at once lose nothing. Anything else is a SQLite path.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lifelong.control.ledger.backend import SQLBackend, SQLiteBackend, Tx
+from lifelong.control.ledger.postgres import PostgresBackend, is_postgres_url, redact
 from lifelong.core.change import Change
 from lifelong.core.errors import BlobCorruptedError, InvalidChangeError, VersionNotFoundError
 from lifelong.core.hashing import canonical_json, sha256_hex
@@ -108,7 +115,7 @@ class CommitResult:
 
 
 class Ledger:
-    """Append-only history over a :class:`SQLBackend` (SQLite by default)."""
+    """Append-only history over a :class:`SQLBackend` (SQLite by default, PostgreSQL for a URL)."""
 
     def __init__(self, backend: SQLBackend) -> None:
         self.backend = backend
@@ -116,9 +123,17 @@ class Ledger:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, location: str | os.PathLike[str], create: bool = True) -> Ledger:
-        """Open (or create) the ledger at a path. ``create=False`` refuses to make a new file, so a typo
-        in a path is an error rather than an empty history."""
-        return cls(SQLiteBackend(location, create=create))
+        """Open (or create) the ledger at ``location``: a SQLite file path, or a ``postgresql://`` (or
+        ``postgres://``) URL for a ledger that several processes and hosts share (see
+        :mod:`lifelong.control.ledger.postgres`). ``create=False`` refuses to make a new ledger, so a
+        typo in a path or URL is an error rather than an empty history.
+
+        >>> Ledger.open("postgresql://lifelong@db.internal/ledger", create=False)  # doctest: +SKIP
+        """
+        loc = os.fspath(location)
+        if is_postgres_url(loc):
+            return cls(PostgresBackend(loc, create=create))
+        return cls(SQLiteBackend(loc, create=create))
 
     @property
     def location(self) -> str:
@@ -140,7 +155,7 @@ class Ledger:
     def _put_blob(tx: Tx, data: bytes, media_type: str) -> BlobRef:
         digest = sha256_hex(data)
         tx.execute(
-            "INSERT OR IGNORE INTO blobs (hash, media_type, size, data) VALUES (?, ?, ?, ?)",
+            "INSERT INTO blobs (hash, media_type, size, data) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (digest, media_type, len(data), data),
         )
         return BlobRef(digest, media_type)
@@ -150,14 +165,14 @@ class Ledger:
         rows = self.backend.query("SELECT data FROM blobs WHERE hash = ?", (digest,))
         if not rows:
             raise BlobCorruptedError(
-                f"blob {digest[:12]} is missing from {self.location}; the file was damaged outside lifelong. "
+                f"blob {digest[:12]} is missing from {redact(self.location)}; the file was damaged outside lifelong. "
                 "Restore it from a backup, or roll back to a version that does not use this blob"
             )
         data = bytes(rows[0][0])
         actual = sha256_hex(data)
         if actual != digest:
             raise BlobCorruptedError(
-                f"blob {digest[:12]} in {self.location} is corrupted: its content now hashes to {actual[:12]}. "
+                f"blob {digest[:12]} in {redact(self.location)} is corrupted: its content now hashes to {actual[:12]}. "
                 "Restore the ledger from a backup, or roll back to a version that does not use this blob"
             )
         return data
@@ -196,7 +211,7 @@ class Ledger:
         version = Version.from_manifest(manifest, meta)
         now = time.time()
         tx.execute(
-            "INSERT OR IGNORE INTO versions (id, manifest, meta, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO versions (id, manifest, meta, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
                 version.id,
                 canonical_json({k: v.to_dict() for k, v in manifest.items()}),
@@ -266,9 +281,9 @@ class Ledger:
     ) -> int:
         if type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type!r}; use one of {EVENT_TYPES}")
-        cur = tx.execute(
+        rows = tx.fetchall(
             "INSERT INTO events (at, type, ref, from_version, to_version, change_id, verdict_id, actor, message, data)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
             (
                 time.time(),
                 type,
@@ -282,7 +297,7 @@ class Ledger:
                 canonical_json(_jsonable(dict(data or {}))),
             ),
         )
-        return int(cur.lastrowid)
+        return int(rows[0][0])
 
     @staticmethod
     def _move_ref(tx: Tx, ref: str, version_id: str, seq: int) -> None:
