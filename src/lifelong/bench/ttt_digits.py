@@ -503,6 +503,10 @@ def render_markdown(r, config, plots, targets, ledger_stats, reset_events) -> st
         "",
         f"![long stream]({plots['long']})",
         "",
+        "Why SAR (GN) trails the unadapted model here, taken apart variant by variant (learning rate, recovery on, "
+        "off or periodic, the precision of the samples its filter keeps): [sar-stream.md](sar-stream.md) "
+        "(`lifelong bench sar-stream`).",
+        "",
         f"Every adapter ran under a governor on one ledger: {reset_events} reset events recorded "
         f"(SAR's entropy-floor recoveries, periodic resets, dropped non-finite updates); ledger counts {ledger_stats}.",
     ]
