@@ -328,3 +328,11 @@ def test_sigkill_at_random_points_keeps_ledger_consistent(tmp_path: Path, delay:
         if events:  # the head holds exactly the tensor its last commit message names
             head = led.checkout("m")["w"]
             assert torch.equal(head, torch.full((20000,), float(events[0].message)))
+
+
+def test_log_with_no_types_is_empty_and_a_negative_limit_is_refused(ledger: Ledger) -> None:
+    ledger.commit("m/global", {"w": torch.zeros(2)}, message="base")
+    assert ledger.log(types=[]) == []
+    assert len(ledger.log(limit=0)) == 0 and len(ledger.log()) == 1
+    with pytest.raises(ValueError, match="limit must be 0 or more"):
+        ledger.log(limit=-1)

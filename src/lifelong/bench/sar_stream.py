@@ -70,14 +70,17 @@ class Trace:
 
     accuracy: list[float] = field(default_factory=list)
     kept_share: list[float] = field(default_factory=list)
-    kept_precision: list[float] = field(default_factory=list)  # NaN where the filter kept nothing
+    kept_precision: list[float] = field(default_factory=list)  # per batch; NaN where the filter kept nothing
+    kept_counts: list[tuple[int, int]] = field(default_factory=list)  # (kept, kept and right) per batch
     resets: list[int] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
-        """Means over the stream (precision over batches where something was kept)."""
-        prec = [p for p in self.kept_precision if not math.isnan(p)]
+        """Batch means of accuracy and kept share; precision pooled over every kept sample of the stream
+        (a batch that kept one sample must not weigh as much as one that kept sixty)."""
+        kept = sum(k for k, _ in self.kept_counts)
+        right = sum(r for _, r in self.kept_counts)
         return {"accuracy": float(np.mean(self.accuracy)), "kept_share": float(np.mean(self.kept_share)),
-                "kept_precision": float(np.mean(prec)) if prec else float("nan"), "resets": len(self.resets)}
+                "kept_precision": right / kept if kept else float("nan"), "resets": len(self.resets)}
 
 
 def run_traced(adapter: Any, x: np.ndarray, y: np.ndarray, margin: float, batch_size: int = 64) -> Trace:
@@ -96,6 +99,7 @@ def run_traced(adapter: Any, x: np.ndarray, y: np.ndarray, margin: float, batch_
         trace.accuracy.append(float(hits.float().mean()))
         trace.kept_share.append(float(kept.float().mean()))
         trace.kept_precision.append(float(hits[kept].float().mean()) if kept.any() else float("nan"))
+        trace.kept_counts.append((int(kept.sum()), int((hits & kept).sum())))
     policy = getattr(adapter, "reset_policy", None)
     trace.resets = list(getattr(policy, "fired", []))
     return trace
@@ -287,7 +291,7 @@ def interpret(v: dict[str, Any]) -> list[str]:
         f"- The unadapted model's own confident samples are right {100 * src['kept_precision']:.0f}% of the time "
         f"({100 * src['kept_share']:.0f}% of each batch passes the filter). Every kept sample that is wrong is "
         "pushed further towards its wrong class by entropy minimisation.",
-        f"- Recovery fired {np.mean(tuned['resets_per_seed']):.0f} times per seed at the tuned lr; without it the "
+        f"- Recovery fired {np.mean(tuned['resets_per_seed']):.1f} times per seed at the tuned lr; without it the "
         f"gap is {no_reset['minus_source_points']:+.2f} points (with it {tuned['minus_source_points']:+.2f}).",
         "- Gap by learning rate: " + ", ".join(f"{k.split('=')[1]}: {row['minus_source_points']:+.2f}"
                                                for k, row in sar_rows.items())

@@ -139,7 +139,7 @@ def make_plot(r: dict[str, Any], out: Path) -> str:
         ys = [100 * r["base_accuracy"]] + [100 * x["candidate_accuracy"] for x in rounds]
         line = ax.plot(xs, ys, marker="o", label=method)[0]
         for x in rounds:
-            if not x["accepted"]:
+            if not x["accepted"] and x["kept"] > 0:  # a round that kept nothing had no candidate to reject
                 ax.scatter([x["round"]], [100 * x["candidate_accuracy"]], marker="x", s=80, color=line.get_color())
     ax.set_xlabel("round (x = candidate rejected by the gate)")
     ax.set_ylabel("held-out accuracy (%)")
@@ -150,6 +150,13 @@ def make_plot(r: dict[str, Any], out: Path) -> str:
     fig.savefig(out / name, dpi=120)
     plt.close(fig)
     return name
+
+
+def _outcome(x: dict[str, Any]) -> str:
+    """How a round ended: accepted, rejected by the gate, or no candidate (nothing verified)."""
+    if x["accepted"]:
+        return "accepted"
+    return "no candidate" if x["kept"] == 0 else "rejected"
 
 
 def render(r: dict[str, Any], plot: str) -> str:
@@ -171,7 +178,7 @@ def render(r: dict[str, Any], plot: str) -> str:
                 f"| {method}{' (unfiltered)' if x['harmful'] else ''} | {x['round']} | {x['kept']} | "
                 f"{x['kept_from_rationalization']} | {100 * x['wrong_rationale_share']:.1f}% | "
                 f"{100 * x['candidate_accuracy']:.1f}% | {100 * x['champion_accuracy']:.1f}% | "
-                f"{'accepted' if x['accepted'] else 'rejected'}: {x['verdict']} |")
+                f"{_outcome(x)}: {x['verdict']} |")
     lines += ["", f"![accuracy by round]({plot})", "", "Monitors per round (pass@8 on 40 held-out problems, "
               "candidate against the base; the base winning at large k would signal collapse):", ""]
     for method in ("star", "star-no-rationalization", "rest-em"):

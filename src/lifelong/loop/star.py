@@ -229,7 +229,11 @@ class SelfImprovementLoop:
 
     def _nothing_kept(self, n: int, harmful: bool, start: float) -> RoundReport:
         """A round whose sampling verified nothing proposes no change: recorded as such, and it ends the loop."""
-        champion_acc = self.reports[-1].champion_accuracy if self.reports else float(np.mean(self.suite.score(self.champion)))
+        last = self.reports[-1] if self.reports else None
+        if last is None:
+            champion_acc = float(np.mean(self.suite.score(self.champion)))
+        else:  # an accepted candidate became the champion
+            champion_acc = last.candidate_accuracy if last.accepted else last.champion_accuracy
         verdict = "no verified samples this round: no candidate, nothing to gate"
         self.governor.ledger.record_event("note", verdict, ref=self.governor.ref, actor=self.cfg.method,
                                           data={"round": n, "pool": len(self.pool), "no_candidate": True})

@@ -29,6 +29,7 @@ the shape OpenAI clients read. ``/v1/chat/completions`` speaks the OpenAI chat c
 # is local to create_app.
 import itertools
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -59,6 +60,8 @@ from lifelong.service.schemas import (
     SessionCreate,
 )
 from lifelong.service.state import hash_key
+
+_log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="An API key of your tenant: `Authorization: Bearer <key>`.")
 
@@ -162,6 +165,7 @@ def _sse(stream: CompletionStream, created: int, include_usage: bool) -> AsyncIt
             yield "data: [DONE]\n\n"
             return
         except Exception as err:  # the trace could not be stored: say so rather than end silently
+            _log.exception("streaming trace %s failed", stream.trace_id)
             message = f"internal error ({type(err).__name__}) while streaming; the answer may not be recorded"
             yield "data: " + json.dumps(error_body(500, message, "internal_error")) + "\n\n"
             yield "data: [DONE]\n\n"

@@ -209,6 +209,7 @@ class CompletionStream:
                 return
             self._finish(None, "disconnected", f"{reason} after {len(self.text)} characters of the reply; "
                                                "the reply is partial")
+        self._queue.put(("closed", None))  # wakes a reader thread still waiting for the next piece
 
     # -- inside
     def _pump(self, options: dict[str, Any]) -> None:

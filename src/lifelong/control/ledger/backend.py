@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from lifelong.core.errors import NotALedgerError
 
 MAGIC = "lifelong-ledger"
+MIN_SQLITE = (3, 35, 0)  # INSERT ... RETURNING, which the ledger uses on both databases
 SCHEMA_VERSION = "1"
 
 APPEND_ONLY_TABLES = ("blobs", "versions", "changes", "verdicts", "events")
@@ -110,6 +111,11 @@ class SQLiteBackend(SQLBackend):
     ``timeout`` seconds for another process, so concurrent commits queue instead of failing."""
 
     def __init__(self, path: str | os.PathLike[str], create: bool = True, timeout: float = 60.0) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise NotALedgerError(
+                f"the ledger needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer (INSERT ... RETURNING); this "
+                f"Python links SQLite {sqlite3.sqlite_version}. Use a newer Python build, or a PostgreSQL ledger"
+            )
         self.location = os.fspath(path)
         exists = os.path.exists(self.location) and os.path.getsize(self.location) > 0
         if not exists and not create:

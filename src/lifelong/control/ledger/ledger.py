@@ -479,12 +479,16 @@ class Ledger:
             params.append(ref)
         if types is not None:
             types = list(types)
+            if not types:
+                return []  # no type asked for; "IN ()" is not valid SQL on every database
             where.append(f"type IN ({', '.join('?' * len(types))})")
             params.extend(types)
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC"
         if limit is not None:
+            if int(limit) < 0:
+                raise ValueError(f"limit must be 0 or more (None for all events), got {limit}")
             sql += f" LIMIT {int(limit)}"
         return [Event(*row[:10], data=json.loads(row[10])) for row in self.backend.query(sql, params)]
 
