@@ -747,4 +747,13 @@ def _discussion(r: dict[str, Any], config: dict[str, Any]) -> str:
         "gains from context it has already read. The windows start at random offsets in the held-out topics "
         "and every model reads each window from an empty state.",
     ]
+    falling = [LABELS[m] for m in MIXERS if drops[m] > 0]
+    if falling:
+        parts.append(f"Past positions {mid} the loss keeps falling for " + ", ".join(falling) + ".")
+    else:
+        parts.append(
+            f"Past positions {mid} no model's loss keeps falling at this scale: the TTT paper's signature (later "
+            f"tokens keep getting easier, most of all for TTT layers) is not reproduced by {int(config['d_model'])}-wide "
+            f"{config['n_layers']}-layer models trained {config['text_steps']} steps on {config['text_len']}-byte windows; "
+            "the loss falls only before those positions (table above).")
     return "\n\n".join(parts)
