@@ -5,7 +5,7 @@
 >>> from lifelong.models.chat import ScriptedChat
 >>> config = ServiceConfig(tempfile.mkdtemp(), chat=ScriptedChat(["Hi"]), keys={"ll-example-key": "acme"})
 >>> sorted(r.path for r in create_app(config).routes if r.path.startswith("/v1/ledger"))
-['/v1/ledger/diff', '/v1/ledger/log', '/v1/ledger/memory-diff', '/v1/ledger/refs', '/v1/ledger/rollback', '/v1/ledger/series', '/v1/ledger/tensor-diff', '/v1/ledger/verdicts/{verdict_id}', '/v1/ledger/versions/{version}']
+['/v1/ledger/diff', '/v1/ledger/log', '/v1/ledger/memory-diff', '/v1/ledger/refs', '/v1/ledger/rollback', '/v1/ledger/series', '/v1/ledger/tensor-diff', '/v1/ledger/verdicts', '/v1/ledger/verdicts/{verdict_id}', '/v1/ledger/versions/{version}']
 """
 
 from lifelong.service.app import create_app
