@@ -93,3 +93,15 @@ def test_embedded_smollm2_end_to_end() -> None:
     assert "Paris" in answer.text
     pieces = list(LocalChat(lm).stream(question, max_tokens=12))  # token by token, joined the same answer
     assert len(pieces) > 1 and "".join(pieces) == answer.text
+
+
+def test_token_nll_projects_only_the_scored_positions_and_matches_full_logits() -> None:
+    lm = CausalLM.tiny_random(seed=1)
+    ids = lm.encode("The reader learns while it reads, chunk by chunk.")
+    with torch.no_grad():
+        full, _ = lm.forward(torch.tensor([ids]))
+        reference = torch.nn.functional.cross_entropy(full[0, :-1].float(), torch.tensor(ids[1:]), reduction="none")
+    for start in (1, 5, len(ids) - 1, len(ids)):
+        got = lm.token_nll(ids, start=start)
+        assert got.shape == (len(ids) - start,)
+        assert torch.allclose(got, reference[start - 1 :], atol=1e-5)

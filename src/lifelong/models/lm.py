@@ -120,11 +120,15 @@ class CausalLM:
         return cls(model, ByteTokenizer(vocab), name=f"tiny-random-llama-{seed}", add_bos=True)
 
     # ------------------------------------------------------------------ basics
-    def forward(self, input_ids: torch.Tensor, cache: Any = None, use_cache: bool = False) -> tuple[torch.Tensor, Any]:
+    def forward(self, input_ids: torch.Tensor, cache: Any = None, use_cache: bool = False,
+                logits_to_keep: int = 0) -> tuple[torch.Tensor, Any]:
         """Logits and the updated key/value cache. transformers renamed ``past_key_values`` to ``cache``
-        in version 5; this accepts either spelling of the installed version."""
+        in version 5; this accepts either spelling of the installed version. ``logits_to_keep`` > 0 computes
+        the vocabulary projection for the last that many positions only (Gemma's vocabulary has 262k
+        entries: full logits over a 4k-token document alone are gigabytes)."""
         key = _cache_keyword(self.model)
-        out = self.model(input_ids=input_ids, use_cache=use_cache, **{key: cache})
+        extra = {"logits_to_keep": logits_to_keep} if logits_to_keep > 0 else {}
+        out = self.model(input_ids=input_ids, use_cache=use_cache, **{key: cache}, **extra)
         return out.logits, getattr(out, key, None)
 
     @property
@@ -168,12 +172,12 @@ class CausalLM:
         t = torch.as_tensor(ids, dtype=torch.long, device=self.device).view(1, -1)
         if t.shape[1] < 2 and past is None:
             raise DataInputError("scoring needs at least two tokens (one to condition on, one to predict)")
+        scored = max(t.shape[1] - start, 0)
         with torch.set_grad_enabled(grad):
-            logits, _ = self.forward(t, past, use_cache=past is not None)
-            logits = logits[0, :-1].float()
-            targets = t[0, 1:]
-            nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-        return nll[start - 1 :]
+            # Only positions start-1 .. T-2 predict a scored token: project just those onto the vocabulary.
+            logits, _ = self.forward(t, past, use_cache=past is not None, logits_to_keep=scored + 1)
+            logits = logits[0, -(scored + 1) : -1].float()
+            return torch.nn.functional.cross_entropy(logits, t[0, t.shape[1] - scored :], reduction="none")
 
     def score(self, text: str, context: str = "", window: int | None = None) -> float:
         """Mean NLL (nats/token) of ``text`` after ``context``; ``window`` keeps only that many context
