@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from lifelong.bench.common import Progress, Target, quiet_from_env, save_figure, torch_threads, write_results
-from lifelong.bench.ttt_digits import METHODS, Context, build, corrupted_stream
+from lifelong.bench.ttt_digits import METHODS, Context, build, long_stream
 from lifelong.control.ledger import Ledger
 from lifelong.control.resets import EntropyFloor, Never, Periodic, ResetPolicy
 from lifelong.data.corruptions import EVALUATION_CORRUPTIONS
@@ -117,15 +117,6 @@ def variants(lrs: tuple[float, ...]) -> dict[str, tuple[float | None, Any]]:
     out[f"sar lr={TUNED_LR:g}, no reset"] = (TUNED_LR, Never)
     out[f"sar lr={TUNED_LR:g}, reset every {RDUMB_EVERY}"] = (TUNED_LR, lambda: Periodic(RDUMB_EVERY))
     return out
-
-
-def long_stream(data: Any, kinds: list[str], seed: int, passes: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ttt-digits long mixed stream for one seed (same construction, same order)."""
-    xs, ys = zip(*[corrupted_stream(data, k, 5, seed) for k in kinds], strict=True)
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    rng = np.random.default_rng(seed)
-    order = np.concatenate([rng.permutation(len(y)) for _ in range(passes)])
-    return x[order], y[order]
 
 
 def run(out_dir: str | Path = "docs/results", *, seeds: tuple[int, ...] = (0, 1, 2), quick: bool = False,

@@ -143,6 +143,15 @@ def corrupted_stream(data: DigitsSplits, kind: str, severity: int, seed: int, *,
     return x, data.test.y[idx]
 
 
+def long_stream(data: DigitsSplits, kinds: list[str], seed: int, passes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every corruption at severity 5, shuffled together, seen ``passes`` times (a fresh order each pass)."""
+    xs, ys = zip(*[corrupted_stream(data, k, 5, seed) for k in kinds], strict=True)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(len(y)) for _ in range(passes)])
+    return x[order], y[order]
+
+
 def tune(ctx: Context, names: list[str], progress: Progress, quick: bool) -> dict[str, dict[str, float]]:
     """Mean severity-5 accuracy over the held-out corruptions for each lr in each method's grid."""
     kinds = HELD_OUT_CORRUPTIONS[:1] if quick else HELD_OUT_CORRUPTIONS
@@ -273,13 +282,10 @@ def run(out_dir: str | Path = "docs/results", *, seeds: tuple[int, ...] = (0, 1,
             method = METHODS[base or label]
             vals = []
             for seed in seeds:
-                xs, ys = zip(*[corrupted_stream(data, k, 5, seed) for k in kinds], strict=True)
-                x, y = np.concatenate(xs), np.concatenate(ys)
-                rng = np.random.default_rng(seed)
-                order = np.concatenate([rng.permutation(len(y)) for _ in range(1 if quick else 2)])
+                x, y = long_stream(data, kinds, seed, passes=1 if quick else 2)
                 reset = Periodic(reset_every) if label == "tent+rdumb" else None
                 curve: list[float] = []
-                vals.append(run_stream(build(ctx, method, seed, reset=reset), x[order], y[order], ctx.batch_size, curve))
+                vals.append(run_stream(build(ctx, method, seed, reset=reset), x, y, ctx.batch_size, curve))
                 if seed == seeds[0]:
                     long_curves[label] = curve
                 progress.advance(task)
